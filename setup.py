@@ -1,0 +1,29 @@
+from setuptools import find_packages, setup
+
+
+setup(
+    name="mla_hf",
+    version="0.1.0",
+    description="MLA (Multimodal Learning with Alternating Unimodal Adaptation) for Hugging Face transformers",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.4",
+        "transformers>=5.0,<6",
+        "accelerate>=1.0",
+        "datasets>=4.0",
+        "safetensors>=0.4",
+        "huggingface_hub>=1.0",
+        "numpy>=1.26",
+        "scikit-learn>=1.3",
+        "pillow>=10.0",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100"],
+        "dev": ["pytest>=8", "hypothesis>=6.100", "ruff"],
+    },
+)

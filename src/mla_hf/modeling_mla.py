@@ -1,0 +1,270 @@
+"""MLA model: one `transformers` backbone per modality, a projection per modality and one shared linear head."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .backbones import backbone_width, expected_input_layout, forward_arguments
+from .configuration_mla import MLAConfig
+from .fusion import fuse, fusion_weights
+from .heads import HEADS
+from .pooling import pool
+
+
+@dataclass
+class MLAModelOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
+        Cross-entropy of the fused logits, or of the active modality's logits when `modality` is given (over the
+        samples where it is present).
+    logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+        Fused logits over the modalities present in each sample; the active modality's logits when `modality` is given.
+    modality_logits (`torch.FloatTensor` of shape `(batch_size, num_modalities, num_labels)`):
+        Each modality's logits through the head; 0 where the modality is absent or was not run.
+    modality_weights (`torch.FloatTensor` of shape `(batch_size, num_modalities)`):
+        Fusion weights; exactly 0 where a modality is absent.
+    modality_features (`torch.FloatTensor` of shape `(batch_size, num_modalities, projection_dim)`):
+        Projected features; 0 where a modality is absent or was not run.
+    modality_mask (`torch.BoolTensor` of shape `(batch_size, num_modalities)`):
+        True where a modality was present and run.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    modality_logits: torch.FloatTensor | None = None
+    modality_weights: torch.FloatTensor | None = None
+    modality_features: torch.FloatTensor | None = None
+    modality_mask: torch.BoolTensor | None = None
+
+
+class MLAPreTrainedModel(PreTrainedModel):
+    config_class = MLAConfig
+    base_model_prefix = "mla"
+    supports_gradient_checkpointing = True
+    accepts_loss_kwargs = False  # the Trainer would otherwise pass `num_items_in_batch` into **modality_inputs
+    main_input_name = "modality_mask"  # there is no single main input; the Trainer only uses it to count tokens
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        # Backbones keep their own initialisation; this only reaches the projections and heads.
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=self.config.initializer_range)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # A class has a single `_auto_class`; the second Auto class a saved folder answers to is listed by hand.
+        auto_map = dict(getattr(self.config, "auto_map", None) or {})
+        auto_map["AutoModelForSequenceClassification"] = f"modeling_mla.{type(self).__name__}"
+        self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+class MLAModel(MLAPreTrainedModel):
+    r"""
+    Multimodal classifier trained by alternating unimodal adaptation (MLA, Zhang et al., CVPR 2024).
+
+    Inputs are flat keyword arguments named `<modality>_<backbone argument>`, e.g. `image_pixel_values`
+    `(batch, channels, height, width)`, `audio_input_values` `(batch, samples)` or `text_input_ids`
+    `(batch, sequence)`. A modality with no inputs is absent for every sample; `modality_mask` marks absent
+    modalities per sample.
+    """
+
+    def __init__(self, config: MLAConfig):
+        super().__init__(config)
+        if not config.modalities:
+            raise ValueError("MLAConfig has no modalities: give at least one, e.g. modalities={'image': ViTConfig()}.")
+        self.encoders = nn.ModuleDict({name: AutoModel.from_config(cfg) for name, cfg in config.modalities.items()})
+        self.projections = nn.ModuleDict(
+            {name: nn.Linear(backbone_width(cfg), config.projection_dim) for name, cfg in config.modalities.items()}
+        )
+        self.head = HEADS[config.head_type](config.projection_dim, config.num_labels, len(config.modalities))
+        self._backbone_arguments = {name: forward_arguments(encoder) for name, encoder in self.encoders.items()}
+        # post_init only gathers these from direct children; the backbones sit inside a ModuleDict.
+        self._no_split_modules = sorted({m for e in self.encoders.values() for m in (e._no_split_modules or [])})
+        self.post_init()
+        for name, folder in config._pretrained_backbones.items():
+            self.encoders[name].load_state_dict(AutoModel.from_pretrained(folder).state_dict())
+
+    @property
+    def modalities(self) -> list[str]:
+        return self.config.modality_names
+
+    def forward(
+        self,
+        labels: torch.LongTensor | None = None,
+        modality_mask: torch.BoolTensor | None = None,
+        modality: str | None = None,
+        fusion: str | None = None,
+        return_dict: bool | None = None,
+        **modality_inputs,
+    ) -> MLAModelOutput | tuple:
+        r"""
+        Args:
+            labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+                Class indices in `[0, num_labels)`.
+            modality_mask (`torch.BoolTensor` of shape `(batch_size, num_modalities)`, *optional*):
+                False where a sample lacks a modality (columns in `config.modality_order`). Absent samples never
+                reach the backbone and take no part in fusion.
+            modality (`str`, *optional*):
+                Run only this modality: its encoder, projection and the head. This is MLA's unimodal training step.
+            fusion (`str`, *optional*):
+                Override `config.fusion` for this call: `"dynamic"`, `"fixed"` or `"energy"`.
+            **modality_inputs:
+                Backbone inputs named `<modality>_<argument>`, e.g. `image_pixel_values`, `text_attention_mask`.
+        """
+        inputs = self._group_inputs(modality_inputs)
+        if modality is not None:
+            if modality not in self.encoders:
+                raise ValueError(f"Unknown modality '{modality}' (modalities: {', '.join(self.modalities)}).")
+            if modality not in inputs:
+                raise ValueError(f"modality='{modality}' was asked for, but no '{modality}_*' input was given.")
+            inputs = {modality: inputs[modality]}
+        if not inputs:
+            raise ValueError(
+                f"No modality present: give inputs named <modality>_<argument> for at least one of {self.modalities}."
+            )
+        batch_size = self._check_batch_sizes(inputs, labels, modality_mask)
+        present = self._presence(inputs, modality_mask, batch_size, check_claims=modality is None)  # (batch, modalities)
+
+        device = next(iter(next(iter(inputs.values())).values())).device
+        features = []
+        for index, name in enumerate(self.modalities):
+            rows = present[:, index]
+            if name not in inputs or not rows.any():
+                features.append(torch.zeros(batch_size, self.config.projection_dim, device=device))
+            else:
+                features.append(self._encode(name, inputs[name], rows))
+        features = torch.stack(features, dim=1)  # (batch, modalities, projection_dim)
+        is_present = present.unsqueeze(-1)
+        modality_logits = self.head(features)  # (batch, modalities, labels)
+        modality_logits = torch.where(is_present, modality_logits, torch.zeros_like(modality_logits))
+        features = torch.where(is_present, features, torch.zeros_like(features))
+
+        if modality is not None:
+            index = self.modalities.index(modality)
+            scored = present[:, index]
+            if not scored.any():
+                raise ValueError(f"Modality '{modality}' is absent from every sample of the batch (`modality_mask`).")
+            weights = present.float()
+            logits = modality_logits[:, index]
+        else:
+            if not present.any(-1).all():
+                missing = torch.nonzero(~present.any(-1)).flatten().tolist()
+                raise ValueError(f"Samples {missing} have no modality present (check `modality_mask`).")
+            weights = self._fusion_weights(fusion or self.config.fusion, modality_logits, present)
+            logits = fuse(modality_logits, weights, present)
+            scored = torch.ones_like(present[:, 0])
+
+        loss = None
+        if labels is not None:
+            self._check_labels(labels)
+            loss = nn.functional.cross_entropy(logits[scored].float(), labels[scored])
+
+        output = MLAModelOutput(
+            loss=loss,
+            logits=logits,
+            modality_logits=modality_logits,
+            modality_weights=weights,
+            modality_features=features,
+            modality_mask=present,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+    def _encode(self, name: str, arguments: dict, rows: torch.Tensor) -> torch.Tensor:
+        """Projected feature `(batch_size, projection_dim)` of one modality, 0 on rows where it is absent."""
+        all_rows = bool(rows.all())
+        if not all_rows:
+            arguments = {key: value[rows] for key, value in arguments.items()}
+        output = self.encoders[name](**arguments, return_dict=True)
+        pooled = pool(output, self.config.pooling[name], arguments.get("attention_mask"))
+        feature = self.projections[name](pooled)  # (present rows, projection_dim)
+        if all_rows:
+            return feature
+        full = feature.new_zeros(rows.shape[0], feature.shape[1])
+        return full.index_copy(0, torch.nonzero(rows).flatten(), feature)
+
+    def _fusion_weights(self, mode: str, modality_logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        if self.config.head_type == "concat":
+            return present.float()  # the concatenation head is the plain sum of its per-modality slices
+        fixed = None
+        if mode == "fixed" and self.config.fusion_weights is not None:
+            fixed = torch.tensor([self.config.fusion_weights[name] for name in self.modalities], device=present.device)
+        return fusion_weights(mode, modality_logits, present, fixed)
+
+    def _group_inputs(self, modality_inputs: dict) -> dict[str, dict[str, torch.Tensor]]:
+        """Split `<modality>_<argument>` keyword arguments by modality, checking names and tensor ranks."""
+        by_longest_name = sorted(self.modalities, key=len, reverse=True)
+        grouped = {}
+        for key, value in modality_inputs.items():
+            if value is None:
+                continue
+            name = next((m for m in by_longest_name if key.startswith(m + "_")), None)
+            if name is None:
+                raise ValueError(
+                    f"Input '{key}' names no modality of this model (modalities: {', '.join(self.modalities)}); "
+                    "inputs are named <modality>_<backbone argument>, e.g. 'image_pixel_values'."
+                )
+            argument = key[len(name) + 1 :]
+            if argument not in self._backbone_arguments[name]:
+                raise ValueError(
+                    f"Input '{key}': the '{name}' backbone ({type(self.encoders[name]).__name__}) takes no argument "
+                    f"'{argument}'."
+                )
+            if not isinstance(value, torch.Tensor):
+                raise ValueError(f"Input '{key}' must be a torch.Tensor, got {type(value).__name__}.")
+            layout = expected_input_layout(self.config.modalities[name], argument)
+            if layout is not None and value.dim() != layout[0]:
+                raise ValueError(
+                    f"Input '{key}' must be a {layout[0]}-D tensor {layout[1]}, got shape {tuple(value.shape)}."
+                )
+            grouped.setdefault(name, {})[argument] = value
+        return grouped
+
+    def _check_batch_sizes(self, inputs, labels, modality_mask) -> int:
+        sizes = {f"{name}_{argument}": value.shape[0] for name, args in inputs.items() for argument, value in args.items()}
+        if labels is not None:
+            sizes["labels"] = labels.shape[0] if labels.dim() else 1
+        if modality_mask is not None:
+            sizes["modality_mask"] = modality_mask.shape[0]
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"Inputs disagree on the batch size: {sizes}.")
+        return next(iter(sizes.values()))
+
+    def _presence(self, inputs, modality_mask, batch_size: int, check_claims: bool) -> torch.Tensor:
+        """`(batch, modalities)` bool: a modality is present where it has inputs and the mask allows it.
+
+        With `check_claims`, a mask marking a modality present that has no inputs is an error.
+        """
+        device = next(iter(next(iter(inputs.values())).values())).device
+        has_inputs = torch.tensor([name in inputs for name in self.modalities], device=device)
+        present = has_inputs.expand(batch_size, -1)
+        if modality_mask is None:
+            return present
+        expected = (batch_size, len(self.modalities))
+        if modality_mask.dtype != torch.bool or tuple(modality_mask.shape) != expected:
+            raise ValueError(
+                f"`modality_mask` must be a bool tensor of shape {expected} (columns: {', '.join(self.modalities)}), "
+                f"got {modality_mask.dtype} of shape {tuple(modality_mask.shape)}."
+            )
+        mask = modality_mask.to(device)
+        if check_claims:
+            lacking = [m for m, claimed, has in zip(self.modalities, mask.any(0).tolist(), has_inputs.tolist()) if claimed and not has]
+            if lacking:
+                raise ValueError(f"`modality_mask` marks modalities {lacking} present, but they have no inputs.")
+        return present & mask
+
+    def _check_labels(self, labels: torch.Tensor):
+        if labels.dim() != 1 or labels.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"`labels` must be a 1-D integer tensor (batch,), got {labels.dtype} of shape {tuple(labels.shape)}.")
+        if labels.numel() and (labels.min() < 0 or labels.max() >= self.config.num_labels):
+            raise ValueError(
+                f"`labels` must lie in [0, {self.config.num_labels}), got values from {int(labels.min())} to "
+                f"{int(labels.max())}."
+            )
+
+
+__all__ = ["MLAModel", "MLAModelOutput", "MLAPreTrainedModel"]
