@@ -1,0 +1,48 @@
+import pytest
+import torch
+from transformers import ASTConfig, BertConfig, ViTConfig
+
+from mla_hf import MLAConfig
+
+
+WIDTH = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+
+
+def tiny_vit(**kwargs):
+    return ViTConfig(**WIDTH, image_size=16, patch_size=8, num_channels=3, **kwargs)
+
+
+def tiny_bert(**kwargs):
+    return BertConfig(**WIDTH, vocab_size=60, max_position_embeddings=32, **kwargs)
+
+
+def tiny_ast(**kwargs):
+    return ASTConfig(**WIDTH, max_length=32, num_mel_bins=16, patch_size=8, frequency_stride=8, time_stride=8, **kwargs)
+
+
+def three_modality_config(**kwargs) -> MLAConfig:
+    """Image (ViT), text (BERT) and audio (AST), deliberately not in alphabetical order."""
+    kwargs.setdefault("num_labels", 3)
+    return MLAConfig(modalities={"text": tiny_bert(), "image": tiny_vit(), "audio": tiny_ast()}, projection_dim=16, **kwargs)
+
+
+def random_inputs(batch_size: int, seed: int = 0, modalities=("text", "image", "audio")) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    inputs = {
+        "text_input_ids": torch.randint(0, 60, (batch_size, 7), generator=generator),
+        "text_attention_mask": torch.ones(batch_size, 7, dtype=torch.long),
+        "image_pixel_values": torch.randn(batch_size, 3, 16, 16, generator=generator),
+        "audio_input_values": torch.randn(batch_size, 32, 16, generator=generator),
+    }
+    return {key: value for key, value in inputs.items() if key.split("_")[0] in modalities}
+
+
+@pytest.fixture
+def model():
+    from mla_hf import MLAModel
+
+    torch.manual_seed(0)
+    model = MLAModel(three_modality_config()).eval()
+    with torch.no_grad():  # a head of std 0.02 gives near-uniform predictions; make the fusion weights differ
+        model.head.linear.weight.normal_(std=1.0)
+    return model
