@@ -8,7 +8,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import Trainer
 
-from .methods import get_training_method
+from .methods import build_training_method, get_training_method
 from .metrics import MultimodalMetrics
 from .missing_modalities import MissingModalityDataset, drop_mask
 from .training_args import MLATrainingArguments
@@ -52,7 +52,7 @@ class MLATrainer(Trainer):
                 and "sample_index" not in train_dataset.column_names):
             train_dataset = train_dataset.add_column("sample_index", list(range(len(train_dataset))))
         super().__init__(model=model, args=args, train_dataset=train_dataset, compute_metrics=compute_metrics, **kwargs)
-        self.method = method_class(self, **args.method_kwargs)
+        self.method = build_training_method(args.method, self, args.method_kwargs)
         self.method.check_model(self.accelerator.unwrap_model(self.model))
 
     def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
@@ -80,6 +80,25 @@ class MLATrainer(Trainer):
             logs = {**logs, **self.method.pop_log_metrics()}
         super().log(logs, start_time)
 
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        self._method_state_path(resume_from_checkpoint)  # refuse another method's checkpoint before touching weights
+        self._load_model_weights(resume_from_checkpoint)
+
+    def _load_best_model(self) -> None:
+        self._load_model_weights(self.state.best_model_checkpoint)
+
+    def _load_model_weights(self, checkpoint: str) -> None:
+        """Restore the model from a checkpoint through `from_pretrained`, strictly.
+
+        The stock Trainer reads the safetensors file into `load_state_dict(strict=False)`, which skips the key
+        conversions transformers 5 applies to some backbones (ViT, AST...) and so silently keeps the current weights.
+        """
+        core = self.accelerator.unwrap_model(self.model)
+        if not os.path.isfile(os.path.join(checkpoint, "model.safetensors")):
+            raise ValueError(f"Checkpoint {checkpoint} holds no model.safetensors.")
+        saved = type(core).from_pretrained(checkpoint, dtype=core.dtype)
+        core.load_state_dict(saved.state_dict())
+
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         super()._save_optimizer_and_scheduler(output_dir)
         if self.args.should_save:
@@ -90,6 +109,9 @@ class MLATrainer(Trainer):
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is None:
             return
+        self.method.load_state_dict(load_file(self._method_state_path(checkpoint), device=str(self.args.device)))
+
+    def _method_state_path(self, checkpoint: str) -> str:
         path = os.path.join(checkpoint, METHOD_STATE_NAME)
         if not os.path.isfile(path):
             raise ValueError(f"Checkpoint {checkpoint} has no {METHOD_STATE_NAME}: it was not written by MLATrainer.")
@@ -97,4 +119,4 @@ class MLATrainer(Trainer):
             saved_method = (handle.metadata() or {}).get("method")
         if saved_method != self.method.name:
             raise ValueError(f"Checkpoint {checkpoint} was trained with method '{saved_method}', not '{self.method.name}'.")
-        self.method.load_state_dict(load_file(path, device=str(self.args.device)))
+        return path

@@ -1,5 +1,7 @@
 """The interface every training method implements, and the registry that maps `--method` names to them."""
 
+import inspect
+
 import torch
 
 
@@ -25,6 +27,20 @@ def get_training_method(name: str) -> type["TrainingMethod"]:
     return TRAINING_METHODS[name]
 
 
+def build_training_method(name: str, trainer, method_kwargs: dict) -> "TrainingMethod":
+    """Instantiate a registered method, naming the options it accepts when `method_kwargs` does not fit."""
+    method_class = get_training_method(name)
+    signature = inspect.signature(method_class)
+    try:
+        signature.bind(trainer, **method_kwargs)
+    except TypeError:
+        accepted = [p for p in signature.parameters if p != "trainer"]
+        raise ValueError(
+            f"Training method '{name}' takes options {accepted or 'none'}, got method_kwargs={method_kwargs}."
+        ) from None
+    return method_class(trainer, **method_kwargs)
+
+
 class TrainingMethod:
     """One training strategy. `training_step` runs forward and backward for one batch; methods that leave the
     optimizer step to the Trainer only backpropagate, MLA takes its own per-modality steps.
@@ -39,9 +55,7 @@ class TrainingMethod:
     head_type: str = "shared"
     consumed_columns: tuple[str, ...] = ()
 
-    def __init__(self, trainer, **kwargs):
-        if kwargs:
-            raise ValueError(f"Training method '{self.name}' takes no options {sorted(kwargs)}.")
+    def __init__(self, trainer):
         self.trainer = trainer
         self._loss_sums: dict[str, float] = {}
         self._loss_counts: dict[str, int] = {}
