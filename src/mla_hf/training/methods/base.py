@@ -48,11 +48,13 @@ class TrainingMethod:
     Attributes:
         name: the registry name (set by `register_training_method`).
         head_type: the `MLAConfig.head_type` the method trains.
+        fusion: the `MLAConfig.fusion` a model trained this way should use.
         consumed_columns: batch columns the method reads itself and the model never sees.
     """
 
     name: str
     head_type: str = "shared"
+    fusion: str = "dynamic"
     consumed_columns: tuple[str, ...] = ()
 
     def __init__(self, trainer):

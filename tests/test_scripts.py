@@ -1,0 +1,31 @@
+import json
+import os
+import sys
+
+import pytest
+import torch
+
+from mla_hf import MLAModel
+
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+import train  # noqa: E402
+
+
+@pytest.mark.parametrize("method", ["mla", "joint"])
+def test_train_script_end_to_end_on_a_tiny_budget(tmp_path, method, capsys):
+    argv = ["--output_dir", str(tmp_path), "--method", method, "--num_samples", "96", "--num_train_epochs", "1",
+            "--hidden_size", "16", "--projection_dim", "16", "--use_cpu", "--disable_tqdm", "true"]
+    metrics = train.main(*train.make_parser().parse_args_into_dataclasses(args=argv))
+    assert {"test_accuracy", "test_audio_accuracy", "test_image_accuracy"} <= set(metrics)
+    assert "Test split, method" in capsys.readouterr().out
+    assert json.loads((tmp_path / "test_results.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
+    model = MLAModel.from_pretrained(tmp_path)
+    assert model.config.head_type == ("shared" if method == "mla" else "concat")
+    assert not list(tmp_path.glob("checkpoint-*/pytorch_model.bin"))
+
+
+def test_train_script_rejects_unknown_method(tmp_path):
+    argv = ["--output_dir", str(tmp_path), "--method", "nope", "--num_samples", "96"]
+    with pytest.raises(ValueError, match="Unknown training method 'nope'"):
+        train.main(*train.make_parser().parse_args_into_dataclasses(args=argv))
