@@ -139,7 +139,8 @@ def test_single_modality_forward_runs_only_that_encoder(model):
         (lambda x: x.update(image_bogus=torch.zeros(4, 3)), "takes no argument 'bogus'"),
         (lambda x: x.update(modality="video"), "Unknown modality 'video'"),
         (lambda x: x.update(modality_mask=torch.ones(4, 2, dtype=torch.bool)), "modality_mask"),
-        (lambda x: x.update(modality_mask=torch.zeros(4, 3, dtype=torch.bool)), "no modality present"),
+        (lambda x: x.update(modality_mask=torch.zeros(4, 3, dtype=torch.bool)), "(?i)no modality present"),
+        (lambda x: x.update(modality_mask=torch.tensor([[False] * 3] + [[True] * 3] * 3)), r"Samples \[0\] have no"),
     ],
 )
 def test_bad_input_raises_a_clear_value_error(model, change, message):
@@ -168,3 +169,11 @@ def test_concat_head_is_the_sum_of_its_slices():
     output = model(**inputs)
     features = output.modality_features  # (batch, modalities, dim), order image, text
     torch.testing.assert_close(output.logits, model.head.linear(features.flatten(1)))
+
+
+def test_bf16_autocast_with_an_absent_modality(model):
+    mask = torch.tensor([[True, True, False], [True, False, True]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(**random_inputs(2), modality_mask=mask, labels=torch.tensor([0, 1]))
+    assert torch.isfinite(output.loss)
+    assert (output.modality_weights[~mask] == 0).all()

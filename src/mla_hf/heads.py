@@ -36,7 +36,8 @@ class ConcatHead(nn.Module):
     """Joint training: one linear layer on the concatenated features.
 
     `W [f_1; ...; f_M] + b` is the sum over modalities of `W_m f_m + b / M`, so a modality's logits are its slice of
-    the head plus its share of the bias (the OGM-GE convention), and the fused logits are their sum.
+    the head plus its share of the bias (the OGM-GE convention), and the fused logits are their sum (over the
+    modalities present in a sample).
     """
 
     def __init__(self, projection_dim: int, num_labels: int, num_modalities: int):

@@ -128,17 +128,17 @@ class MLAModel(MLAPreTrainedModel):
                 f"No modality present: give inputs named <modality>_<argument> for at least one of {self.modalities}."
             )
         batch_size = self._check_batch_sizes(inputs, labels, modality_mask)
-        present = self._presence(inputs, modality_mask, batch_size, check_claims=modality is None)  # (batch, modalities)
-
         device = next(iter(next(iter(inputs.values())).values())).device
-        features = []
-        for index, name in enumerate(self.modalities):
-            rows = present[:, index]
-            if name not in inputs or not rows.any():
-                features.append(torch.zeros(batch_size, self.config.projection_dim, device=device))
-            else:
-                features.append(self._encode(name, inputs[name], rows))
-        features = torch.stack(features, dim=1)  # (batch, modalities, projection_dim)
+        present = self._presence(inputs, modality_mask, batch_size, device, check_claims=modality is None)
+        if not present.any():
+            raise ValueError("No modality present in any sample of the batch (check `modality_mask`).")
+        encoded = {
+            name: self._encode(name, inputs[name], present[:, index])  # (batch, projection_dim)
+            for index, name in enumerate(self.modalities)
+            if present[:, index].any()
+        }
+        reference = next(iter(encoded.values()))  # zeros must match its dtype under autocast
+        features = torch.stack([encoded.get(name, torch.zeros_like(reference)) for name in self.modalities], dim=1)
         is_present = present.unsqueeze(-1)
         modality_logits = self.head(features)  # (batch, modalities, labels)
         modality_logits = torch.where(is_present, modality_logits, torch.zeros_like(modality_logits))
@@ -234,12 +234,11 @@ class MLAModel(MLAPreTrainedModel):
             raise ValueError(f"Inputs disagree on the batch size: {sizes}.")
         return next(iter(sizes.values()))
 
-    def _presence(self, inputs, modality_mask, batch_size: int, check_claims: bool) -> torch.Tensor:
+    def _presence(self, inputs, modality_mask, batch_size: int, device, check_claims: bool) -> torch.Tensor:
         """`(batch, modalities)` bool: a modality is present where it has inputs and the mask allows it.
 
         With `check_claims`, a mask marking a modality present that has no inputs is an error.
         """
-        device = next(iter(next(iter(inputs.values())).values())).device
         has_inputs = torch.tensor([name in inputs for name in self.modalities], device=device)
         present = has_inputs.expand(batch_size, -1)
         if modality_mask is None:
