@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -164,3 +166,12 @@ def test_resume_with_another_methods_checkpoint_is_refused(tmp_path, data):
     mla = make_trainer(tmp_path / "mla", data, max_steps=2)
     with pytest.raises(ValueError, match="trained with method 'joint'"):
         mla.train(resume_from_checkpoint=str(tmp_path / "joint" / "out" / "checkpoint-1"))
+
+
+def test_mla_trains_under_bf16_autocast_with_warmup_and_clipping(tmp_path, data):
+    trainer = make_trainer(tmp_path, data, bf16=True, max_steps=3, warmup_steps=2, max_grad_norm=0.5)
+    trainer.train()
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    learning_rates = [log["learning_rate"] for log in trainer.state.log_history if "learning_rate" in log]
+    assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
+    assert learning_rates[0] < learning_rates[1]  # warmup
