@@ -138,6 +138,7 @@ def test_single_modality_forward_runs_only_that_encoder(model):
         (lambda x: x.update(audio_input_values=torch.zeros(5, 32, 16)), "batch size"),
         (lambda x: x.update(image_bogus=torch.zeros(4, 3)), "takes no argument 'bogus'"),
         (lambda x: x.update(modality="video"), "Unknown modality 'video'"),
+        (lambda x: x.update(modality="audio", modality_mask=torch.tensor([[True, True, False]] * 4)), "(?i)no modality"),
         (lambda x: x.update(modality_mask=torch.ones(4, 2, dtype=torch.bool)), "modality_mask"),
         (lambda x: x.update(modality_mask=torch.zeros(4, 3, dtype=torch.bool)), "(?i)no modality present"),
         (lambda x: x.update(modality_mask=torch.tensor([[False] * 3] + [[True] * 3] * 3)), r"Samples \[0\] have no"),

@@ -139,16 +139,13 @@ class MLAModel(MLAPreTrainedModel):
         }
         reference = next(iter(encoded.values()))  # zeros must match its dtype under autocast
         features = torch.stack([encoded.get(name, torch.zeros_like(reference)) for name in self.modalities], dim=1)
-        is_present = present.unsqueeze(-1)
         modality_logits = self.head(features)  # (batch, modalities, labels)
-        modality_logits = torch.where(is_present, modality_logits, torch.zeros_like(modality_logits))
-        features = torch.where(is_present, features, torch.zeros_like(features))
+        is_present = present.unsqueeze(-1)
+        modality_logits = torch.where(is_present, modality_logits, torch.zeros_like(modality_logits))  # no bias
 
         if modality is not None:
             index = self.modalities.index(modality)
             scored = present[:, index]
-            if not scored.any():
-                raise ValueError(f"Modality '{modality}' is absent from every sample of the batch (`modality_mask`).")
             weights = present.float()
             logits = modality_logits[:, index]
         else:
