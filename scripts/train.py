@@ -14,7 +14,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, set_seed
 
 from mla_hf import MLAModel
 from mla_hf.data import make_synthetic_dataset, tiny_audio_image_config
@@ -59,6 +59,7 @@ def make_parser() -> HfArgumentParser:
 def main(model_args: ModelArguments, data_args: DataArguments, training_args: MLATrainingArguments) -> dict:
     data = make_synthetic_dataset(num_samples=data_args.num_samples, noise=data_args.noise, seed=data_args.generation_seed)
     method = get_training_method(training_args.method)
+    set_seed(training_args.seed)  # the backbones' random initialisation, not only the training loop
     config = tiny_audio_image_config(hidden_size=model_args.hidden_size, projection_dim=model_args.projection_dim,
                                      head_type=method.head_type, fusion=method.fusion)
     trainer = MLATrainer(model=MLAModel(config), args=training_args, train_dataset=data["train"],
