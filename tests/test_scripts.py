@@ -29,3 +29,14 @@ def test_train_script_rejects_unknown_method(tmp_path):
     argv = ["--output_dir", str(tmp_path), "--method", "nope", "--num_samples", "96"]
     with pytest.raises(ValueError, match="Unknown training method 'nope'"):
         train.main(*train.make_parser().parse_args_into_dataclasses(args=argv))
+
+
+def test_train_script_is_reproducible_for_a_seed(tmp_path):
+    runs = []
+    for run in ("a", "b"):
+        argv = ["--output_dir", str(tmp_path / run), "--num_samples", "96", "--max_steps", "2", "--hidden_size", "16",
+                "--projection_dim", "16", "--use_cpu", "--disable_tqdm", "true", "--eval_strategy", "no",
+                "--save_strategy", "no", "--load_best_model_at_end", "false"]
+        train.main(*train.make_parser().parse_args_into_dataclasses(args=argv))
+        runs.append(MLAModel.from_pretrained(tmp_path / run).state_dict())
+    assert all(torch.equal(runs[0][name], runs[1][name]) for name in runs[0])
