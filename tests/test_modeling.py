@@ -60,14 +60,11 @@ def test_remote_code_loads_in_a_process_without_mla_hf(model, tmp_path):
         print("remote-ok")
         """
     )
-    src = os.path.join(os.path.dirname(__file__), "..", "src")
-    paths = [p for p in sys.path if os.path.abspath(p) != os.path.abspath(src)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": ""}
-    # Run with -S-like isolation from the editable install: a sitecustomize-free interpreter where mla_hf is hidden.
+    # A module named mla_hf earlier on the path shadows the editable install and refuses to import.
     hide = tmp_path / "hide"
     hide.mkdir()
     (hide / "mla_hf.py").write_text("raise ImportError('hidden for this test')\n")
-    env["PYTHONPATH"] = str(hide)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": str(hide)}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "remote-ok" in result.stdout
@@ -178,3 +175,12 @@ def test_bf16_autocast_with_an_absent_modality(model):
         output = model(**random_inputs(2), modality_mask=mask, labels=torch.tensor([0, 1]))
     assert torch.isfinite(output.loss)
     assert (output.modality_weights[~mask] == 0).all()
+
+
+def test_modality_presence_matches_the_forward_mask(model):
+    mask = torch.tensor([[True, False, True], [False, True, True]])
+    inputs = random_inputs(2)
+    presence = model.modality_presence(**inputs, modality_mask=mask, labels=torch.tensor([0, 1]))
+    assert torch.equal(presence, model(**inputs, modality_mask=mask).modality_mask)
+    assert torch.equal(model.modality_presence(**random_inputs(2, modalities=("image",))),
+                       torch.tensor([[False, True, False]] * 2))

@@ -175,3 +175,12 @@ def test_mla_trains_under_bf16_autocast_with_warmup_and_clipping(tmp_path, data)
     learning_rates = [log["learning_rate"] for log in trainer.state.log_history if "learning_rate" in log]
     assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
     assert learning_rates[0] < learning_rates[1]  # warmup
+
+
+def test_mla_step_on_a_batch_with_every_modality_masked_out_is_an_error(tmp_path, data):
+    trainer = make_trainer(tmp_path, data, max_steps=1)
+    trainer.create_optimizer_and_scheduler(num_training_steps=1)
+    batch = {key: data["train"][:4][key] for key in ("audio_input_values", "image_pixel_values", "labels")}
+    batch["modality_mask"] = torch.zeros(4, 2, dtype=torch.bool)
+    with pytest.raises(ValueError, match="no modality present"):
+        trainer.training_step(trainer.model, batch)

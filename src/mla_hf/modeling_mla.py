@@ -171,6 +171,16 @@ class MLAModel(MLAPreTrainedModel):
         )
         return output if return_dict is not False else output.to_tuple()
 
+    def modality_presence(self, labels=None, modality_mask=None, **modality_inputs) -> torch.BoolTensor:
+        """`(batch_size, num_modalities)` bool: which modalities each sample of a batch has, i.e. inputs were given
+        and `modality_mask` does not hide them. Takes the same keyword arguments as `forward` and runs no encoder."""
+        inputs = self._group_inputs(modality_inputs)
+        if not inputs:
+            raise ValueError(f"No modality present: no input named <modality>_<argument> for any of {self.modalities}.")
+        batch_size = self._check_batch_sizes(inputs, labels, modality_mask)
+        device = next(iter(next(iter(inputs.values())).values())).device
+        return self._presence(inputs, modality_mask, batch_size, device, check_claims=True)
+
     def _encode(self, name: str, arguments: dict, rows: torch.Tensor) -> torch.Tensor:
         """Projected feature `(batch_size, projection_dim)` of one modality, 0 on rows where it is absent."""
         all_rows = bool(rows.all())

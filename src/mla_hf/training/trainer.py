@@ -94,8 +94,6 @@ class MLATrainer(Trainer):
         conversions transformers 5 applies to some backbones (ViT, AST...) and so silently keeps the current weights.
         """
         core = self.accelerator.unwrap_model(self.model)
-        if not os.path.isfile(os.path.join(checkpoint, "model.safetensors")):
-            raise ValueError(f"Checkpoint {checkpoint} holds no model.safetensors.")
         saved = type(core).from_pretrained(checkpoint, dtype=core.dtype)
         core.load_state_dict(saved.state_dict())
 

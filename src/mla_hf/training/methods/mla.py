@@ -41,14 +41,22 @@ class MLA(TrainingMethod):
     def training_step(self, model, inputs: dict) -> torch.Tensor:
         trainer, args = self.trainer, self.trainer.args
         core = trainer.accelerator.unwrap_model(model)
+        present_here = core.modality_presence(**inputs).sum(0)  # (modalities,) samples having each modality
+        present_anywhere = trainer.accelerator.reduce(present_here.clone(), "sum").tolist()  # one all-reduce a batch
         losses = []
         for name in self.modality_order(core.modalities):
-            if not self._in_batch(name, core.modalities.index(name), inputs):
-                continue
+            index = core.modalities.index(name)
+            if present_anywhere[index] == 0:
+                continue  # skipped on every rank alike
+            if present_here[index] == 0:
+                raise ValueError(
+                    f"Modality '{name}' is absent from this process's whole batch but present on another: in "
+                    "multi-process training every batch must hold at least one sample with each modality."
+                )
             with trainer.compute_loss_context_manager():
                 output = model(**inputs, modality=name)
             trainer.accelerator.backward(output.loss)
-            mean_feature = self._mean_feature(output, core.modalities.index(name))
+            mean_feature = self._mean_feature(output, index)
             if self.projector is not None:
                 if args.hgm_update_source == "current":
                     self.projector.update(mean_feature, self.alpha())
@@ -62,22 +70,8 @@ class MLA(TrainingMethod):
             self.record_loss(name, output.loss.detach())
             losses.append(output.loss.detach())
         if not losses:
-            raise ValueError("A training batch holds no modality: every sample needs at least one.")
+            raise ValueError("A training batch has no modality present in any sample (check `modality_mask`).")
         return torch.stack(losses).mean()
-
-    def _in_batch(self, name: str, index: int, inputs: dict) -> bool:
-        """Whether any sample on any rank has this modality; an absent modality's step is skipped everywhere."""
-        has_inputs = any(key.startswith(f"{name}_") and value is not None for key, value in inputs.items())
-        mask = inputs.get("modality_mask")
-        local = (mask[:, index].sum() if mask is not None else torch.tensor(len(inputs["labels"]))) if has_inputs else 0
-        local = torch.as_tensor(local, device=self.trainer.args.device).reshape(1)
-        total = self.trainer.accelerator.reduce(local.clone(), "sum")
-        if total.item() > 0 and local.item() == 0:
-            raise ValueError(
-                f"Modality '{name}' is absent from this process's whole batch but present on another: in "
-                "multi-process training every batch must hold at least one sample with each modality."
-            )
-        return total.item() > 0
 
     def _mean_feature(self, output, index: int) -> torch.Tensor:
         """Mean `(projection_dim,)` of the modality's features over its present samples on all ranks."""
