@@ -21,6 +21,10 @@ setup(
         "numpy>=1.26",
         "scikit-learn>=1.3",
         "pillow>=10.0",
+        "scipy>=1.10",
+        "tokenizers>=0.21",
+        "matplotlib>=3.7",
+        "espeakng-loader>=0.2",  # eSpeak NG (GPL-3.0-or-later) for AV-Digits' speech, called at run time
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100"],

@@ -1,79 +1,128 @@
-"""Train a multimodal classifier with MLA or a baseline, evaluate it on the test split and save it.
+"""Train a multimodal classifier with MLA or a baseline, evaluate it on the test split, save it and plot laziness.
 
-    python scripts/train.py                                   # MLA on the built-in generated audio+image data
+    python scripts/train.py                                   # MLA on AV-Digits (generated offline, cached)
+    python scripts/train.py --compare_joint                   # and joint training beside it in the laziness plot
     python scripts/train.py --method joint                    # a baseline, same data and backbones
     python scripts/train.py --method unimodal --method_kwargs '{"modality": "audio"}'
+    python scripts/train.py --dataset crema_d --data_dir /data/CREMA-D
+    python scripts/train.py --dataset manifest --data_dir my_data.csv --pretrained_backbones '{"text": "./bert"}'
     torchrun --nproc_per_node 2 scripts/train.py              # 2 processes on CPU (gloo)
-    accelerate launch --multi_gpu --num_processes 2 scripts/train.py   # also 2 processes on a CPU-only machine
+    accelerate launch --multi_gpu --num_processes 2 scripts/train.py
 
 The best epoch is chosen on the validation split; the test split is only used for the final report. Every
-`MLATrainingArguments` / `TrainingArguments` flag works (`--help`).
+`MLATrainingArguments` / `TrainingArguments` flag works (`--help`). The output folder holds the model, its
+processor, `test_results.json` and `laziness.png`.
 """
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser, set_seed
 
 from mla_hf import MLAModel
-from mla_hf.data import make_synthetic_dataset, tiny_audio_image_config
+from mla_hf.data import DataArguments, label_names, load_multimodal_dataset, preprocess_dataset
+from mla_hf.presets import SmallBackboneShape, build_model_and_processor
 from mla_hf.training import MLATrainer, MLATrainingArguments, get_training_method
+from mla_hf.training.laziness_plot import plot_laziness
 
 
 @dataclass
 class ModelArguments:
-    hidden_size: int = field(default=32, metadata={"help": "Width of the random-init AST (audio) and ViT (image)."})
-    projection_dim: int = field(default=32, metadata={"help": "Width of the common feature space."})
+    architecture: str = field(default="resnet", metadata={"help": "Random-init backbones: 'resnet' or 'transformer'."})
+    hidden_size: int = field(default=64, metadata={"help": "Width of the random-init backbones (last ResNet stage)."})
+    num_layers: int = field(default=3, metadata={"help": "ResNet stages or transformer layers of random-init backbones."})
+    projection_dim: int = field(default=64, metadata={"help": "Width of the common feature space."})
+    pretrained_backbones: str | None = field(
+        default=None, metadata={"help": "JSON {modality: local folder} of pretrained backbones with their processors."}
+    )
+    image_size: int = field(default=32, metadata={"help": "Images are resized to this size (random-init backbones)."})
+    num_mel_bins: int = field(default=40, metadata={"help": "Log-mel bins of audio spectrograms."})
+    max_frames: int = field(default=100, metadata={"help": "Spectrogram frames (10 ms each); longer audio is cut."})
+    max_text_length: int = field(default=64, metadata={"help": "Token limit of random-init text backbones."})
 
 
 @dataclass
-class DataArguments:
-    num_samples: int = field(default=1536, metadata={"help": "Generated samples, split 4:1:1 into train/val/test."})
-    noise: float = field(default=1.0, metadata={"help": "Gaussian noise added to both modalities."})
-    generation_seed: int = field(default=0, metadata={"help": "Seed of the generated data."})
+class ScriptArguments:
+    compare_joint: bool = field(default=False, metadata={"help": "Also train joint training and plot it beside."})
 
 
 TRAINING_DEFAULTS = dict(
-    output_dir="outputs/mla-synthetic",
-    num_train_epochs=5,
+    output_dir="outputs/mla-av-digits",
+    num_train_epochs=10,
     learning_rate=1e-3,
-    per_device_train_batch_size=32,
-    per_device_eval_batch_size=64,
+    weight_decay=0.01,
+    per_device_train_batch_size=64,
+    per_device_eval_batch_size=256,
     eval_strategy="epoch",
     save_strategy="epoch",
     save_total_limit=1,
     load_best_model_at_end=True,
     metric_for_best_model="accuracy",
-    logging_steps=10,
+    logging_steps=20,
     report_to="none",
 )
 
 
 def make_parser() -> HfArgumentParser:
-    parser = HfArgumentParser((ModelArguments, DataArguments, MLATrainingArguments))
+    parser = HfArgumentParser((ModelArguments, DataArguments, MLATrainingArguments, ScriptArguments))
     parser.set_defaults(**TRAINING_DEFAULTS)
     return parser
 
 
-def main(model_args: ModelArguments, data_args: DataArguments, training_args: MLATrainingArguments) -> dict:
-    data = make_synthetic_dataset(num_samples=data_args.num_samples, noise=data_args.noise, seed=data_args.generation_seed)
+def train_and_test(model_args: ModelArguments, data: dict, modality_kinds: dict, training_args: MLATrainingArguments):
+    """Train one method on preprocessed data; returns the trainer and its test metrics."""
     method = get_training_method(training_args.method)
     set_seed(training_args.seed)  # the backbones' random initialisation, not only the training loop
-    config = tiny_audio_image_config(hidden_size=model_args.hidden_size, projection_dim=model_args.projection_dim,
-                                     head_type=method.head_type, fusion=method.fusion)
-    trainer = MLATrainer(model=MLAModel(config), args=training_args, train_dataset=data["train"],
-                         eval_dataset=data["validation"])
+    shape = SmallBackboneShape(image_size=model_args.image_size, num_mel_bins=model_args.num_mel_bins,
+                               max_frames=model_args.max_frames, max_text_length=model_args.max_text_length)
+    config, processor = build_model_and_processor(
+        modality_kinds, label_names(data["raw"]),
+        pretrained=json.loads(model_args.pretrained_backbones) if model_args.pretrained_backbones else None,
+        hidden_size=model_args.hidden_size, num_layers=model_args.num_layers, shape=shape,
+        architecture=model_args.architecture, text_corpus=_texts(data["raw"]["train"], modality_kinds),
+        projection_dim=model_args.projection_dim, head_type=method.head_type, fusion=method.fusion,
+    )
+    processed = preprocess_dataset(data["raw"], processor)
+    trainer = MLATrainer(model=MLAModel(config), args=training_args, train_dataset=processed["train"],
+                         eval_dataset=processed["validation"], processing_class=processor)
     trainer.train()
-    metrics = trainer.evaluate(data["test"], metric_key_prefix="test")
+    metrics = trainer.evaluate(processed["test"], metric_key_prefix="test")
     trainer.save_model()
+    return trainer, metrics
+
+
+def _texts(split, modality_kinds: dict) -> list[str] | None:
+    columns = [name for name, kind in modality_kinds.items() if kind == "text"]
+    return [text for name in columns for text in split[name] if text] or None
+
+
+def main(model_args: ModelArguments, data_args: DataArguments, training_args: MLATrainingArguments,
+         script_args: ScriptArguments = ScriptArguments()) -> dict:
+    raw, modality_kinds = load_multimodal_dataset(data_args)
+    data = {"raw": raw}
+    trainer, metrics = train_and_test(model_args, data, modality_kinds, training_args)
+    runs = {training_args.method: trainer.state.log_history}
+    if script_args.compare_joint and training_args.method != "joint":
+        joint_args = MLATrainingArguments(**{**training_args.to_dict(), "method": "joint", "method_kwargs": {},
+                                             "output_dir": os.path.join(training_args.output_dir, "joint")})
+        joint_trainer, joint_metrics = train_and_test(model_args, data, modality_kinds, joint_args)
+        runs["joint"] = joint_trainer.state.log_history
     if trainer.is_world_process_zero():
-        print(f"\nTest split, method '{training_args.method}':")
-        for name in ["accuracy", *(f"{m}_accuracy" for m in config.modality_names), "macro_f1"]:
-            print(f"  {name:<18}{metrics[f'test_{name}']:.4f}")
-        print(f"Model saved to {training_args.output_dir}")
-        with open(f"{training_args.output_dir}/test_results.json", "w") as handle:
+        modalities = list(modality_kinds)
+        print(f"\nTest split ({data_args.dataset}), accuracy:")
+        print(f"  {'method':<12}{'fused':>8}" + "".join(f"{name:>8}" for name in modalities))
+        results = {training_args.method: metrics, **({"joint": joint_metrics} if "joint" in runs and len(runs) > 1 else {})}
+        for name, result in results.items():
+            cells = [result["test_accuracy"], *(result[f"test_{modality}_accuracy"] for modality in modalities)]
+            print(f"  {name:<12}" + "".join(f"{value:>8.4f}" for value in cells))
+        with open(os.path.join(training_args.output_dir, "test_results.json"), "w") as handle:
             json.dump(metrics, handle, indent=2)
+        print(f"Model and processor saved to {training_args.output_dir}")
+        if training_args.eval_strategy != "no":
+            plot = plot_laziness(runs, modalities, os.path.join(training_args.output_dir, "laziness.png"))
+            print(f"Laziness plot: {plot}")
     return metrics
 
 

@@ -46,3 +46,18 @@ def model():
     with torch.no_grad():  # a head of std 0.02 gives near-uniform predictions; make the fusion weights differ
         model.head.linear.weight.normal_(std=1.0)
     return model
+
+
+@pytest.fixture(autouse=True, scope="session")
+def av_digits_cache(tmp_path_factory):
+    """One AV-Digits cache for the whole session, outside the user's home."""
+    import os
+
+    folder = str(tmp_path_factory.mktemp("mla_hf_cache"))
+    previous = os.environ.get("MLA_HF_CACHE")
+    os.environ["MLA_HF_CACHE"] = folder
+    yield folder
+    if previous is None:
+        os.environ.pop("MLA_HF_CACHE")
+    else:
+        os.environ["MLA_HF_CACHE"] = previous

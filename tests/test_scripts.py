@@ -1,3 +1,5 @@
+"""scripts/train.py and scripts/evaluate.py end to end, on a small AV-Digits and a tiny budget."""
+
 import json
 import os
 import sys
@@ -6,37 +8,86 @@ import pytest
 import torch
 
 from mla_hf import MLAModel
+from mla_hf.processing_mla import MLAProcessor
 
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+import evaluate as evaluate_script  # noqa: E402
 import train  # noqa: E402
 
 
-@pytest.mark.parametrize("method", ["mla", "joint"])
-def test_train_script_end_to_end_on_a_tiny_budget(tmp_path, method, capsys):
-    argv = ["--output_dir", str(tmp_path), "--method", method, "--num_samples", "96", "--num_train_epochs", "1",
-            "--hidden_size", "16", "--projection_dim", "16", "--use_cpu", "--disable_tqdm", "true"]
-    metrics = train.main(*train.make_parser().parse_args_into_dataclasses(args=argv))
+TINY = ["--av_digits_max_images", "30", "--hidden_size", "16", "--num_layers", "2", "--projection_dim", "16",
+        "--image_size", "16", "--use_cpu", "--disable_tqdm", "true"]
+
+
+def run_train(output_dir, *extra):
+    argv = ["--output_dir", str(output_dir), "--num_train_epochs", "1", *TINY, *extra]
+    return train.main(*train.make_parser().parse_args_into_dataclasses(args=argv))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("trained")
+    metrics = run_train(folder, "--compare_joint")
+    return folder, metrics
+
+
+def test_train_script_end_to_end(trained, capsys):
+    folder, metrics = trained
     assert {"test_accuracy", "test_audio_accuracy", "test_image_accuracy"} <= set(metrics)
-    assert "Test split, method" in capsys.readouterr().out
-    assert json.loads((tmp_path / "test_results.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
-    model = MLAModel.from_pretrained(tmp_path)
-    assert model.config.head_type == ("shared" if method == "mla" else "concat")
-    assert not list(tmp_path.glob("checkpoint-*/pytorch_model.bin"))
+    assert json.loads((folder / "test_results.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
+    assert (folder / "laziness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert MLAModel.from_pretrained(folder).config.head_type == "shared"
+    assert MLAModel.from_pretrained(folder / "joint").config.head_type == "concat"
+    processor = MLAProcessor.from_pretrained(folder)
+    assert processor.modalities == ["audio", "image"] and processor.spectrogram_as_image == ["audio"]
+    assert not list(folder.glob("checkpoint-*/pytorch_model.bin"))
 
 
 def test_train_script_rejects_unknown_method(tmp_path):
-    argv = ["--output_dir", str(tmp_path), "--method", "nope", "--num_samples", "96"]
     with pytest.raises(ValueError, match="Unknown training method 'nope'"):
-        train.main(*train.make_parser().parse_args_into_dataclasses(args=argv))
+        run_train(tmp_path, "--method", "nope")
+
+
+def test_train_script_needs_data_dir_for_paper_datasets(tmp_path):
+    with pytest.raises(ValueError, match="--data_dir is required"):
+        run_train(tmp_path, "--dataset", "crema_d")
 
 
 def test_train_script_is_reproducible_for_a_seed(tmp_path):
     runs = []
     for run in ("a", "b"):
-        argv = ["--output_dir", str(tmp_path / run), "--num_samples", "96", "--max_steps", "2", "--hidden_size", "16",
-                "--projection_dim", "16", "--use_cpu", "--disable_tqdm", "true", "--eval_strategy", "no",
-                "--save_strategy", "no", "--load_best_model_at_end", "false"]
-        train.main(*train.make_parser().parse_args_into_dataclasses(args=argv))
+        run_train(tmp_path / run, "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no",
+                  "--load_best_model_at_end", "false", "--num_train_epochs", "1")
         runs.append(MLAModel.from_pretrained(tmp_path / run).state_dict())
     assert all(torch.equal(runs[0][name], runs[1][name]) for name in runs[0])
+
+
+def run_evaluate(*argv):
+    return evaluate_script.main(*evaluate_script.make_parser().parse_args_into_dataclasses(args=list(argv)))
+
+
+def test_evaluate_script_matches_training_and_writes_json(trained, tmp_path):
+    folder, metrics = trained
+    output = tmp_path / "eval.json"
+    results = run_evaluate("--model_dir", str(folder), "--av_digits_max_images", "30", "--output_json", str(output))
+    assert results["metrics"]["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert json.loads(output.read_text())["metrics"]["test_accuracy"] == results["metrics"]["test_accuracy"]
+
+
+def test_evaluate_script_with_a_missing_modality(trained):
+    folder, _ = trained
+    results = run_evaluate("--model_dir", str(folder), "--av_digits_max_images", "30", "--missing_rates",
+                           '{"audio": 1.0}')
+    metrics = results["metrics"]
+    assert "test_audio_accuracy" not in metrics and metrics["test_image_fusion_weight"] == 1.0
+    assert metrics["test_accuracy"] == pytest.approx(metrics["test_image_accuracy"])
+    assert (folder / "eval_test.json").exists()
+
+
+def test_evaluate_script_errors(trained):
+    folder, _ = trained
+    with pytest.raises(ValueError, match="No split 'dev'"):
+        run_evaluate("--model_dir", str(folder), "--av_digits_max_images", "30", "--split", "dev")
+    with pytest.raises(ValueError, match="fusion weights|fusion_weights"):
+        run_evaluate("--model_dir", str(folder), "--av_digits_max_images", "30", "--fusion", "fixed")

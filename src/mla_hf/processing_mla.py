@@ -103,6 +103,19 @@ def load_image(source) -> Image.Image | np.ndarray | torch.Tensor:
     raise ValueError(f"An image must be a path, a PIL image, an array or a tensor, got {type(source).__name__}.")
 
 
+def _as_image(name: str, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A spectrogram as a 1-channel image `(batch, 1, mel_bins, frames)` under `pixel_values`."""
+    if "input_values" in features:  # AST layout (batch, frames, mel_bins)
+        spectrogram = features["input_values"].transpose(1, 2)
+    elif "input_features" in features:  # Whisper / CLAP layout (batch, mel_bins, frames)
+        spectrogram = features["input_features"]
+    else:
+        raise ValueError(f"'{name}': the feature extractor gives {sorted(features)}, not a spectrogram.")
+    if spectrogram.dim() != 3:
+        raise ValueError(f"'{name}': expected a (batch, mel_bins, frames) spectrogram, got shape {tuple(spectrogram.shape)}.")
+    return {"pixel_values": spectrogram.unsqueeze(1).contiguous()}
+
+
 class MLAProcessor(PushToHubMixin):
     """Turns raw multimodal samples into `MLAModel` inputs.
 
@@ -111,13 +124,16 @@ class MLAProcessor(PushToHubMixin):
             tokenizer, in the model's modality order.
         max_length (`dict[str, int]`, *optional*): token limit per text modality; longer texts are truncated. By
             default the tokenizer's `model_max_length` (when it has a real one).
+        spectrogram_as_image (`list[str]`, *optional*): audio modalities whose spectrogram feeds an image backbone
+            (e.g. a ResNet): it is given as `pixel_values` of shape `(batch, 1, mel_bins, frames)`.
 
     Calling it on a batch gives a `BatchFeature` with `<modality>_<argument>` tensors and a `(batch, modalities)`
     bool `modality_mask`. A sample may lack any modality (`None`); its rows are zero filler the model never encodes,
     and a modality no sample has is left out.
     """
 
-    def __init__(self, components: Mapping, max_length: Mapping[str, int] | None = None):
+    def __init__(self, components: Mapping, max_length: Mapping[str, int] | None = None,
+                 spectrogram_as_image: Sequence[str] = ()):
         if not components:
             raise ValueError("MLAProcessor needs at least one modality component.")
         self.components = dict(components)
@@ -126,6 +142,10 @@ class MLAProcessor(PushToHubMixin):
         unknown = set(self.max_length) - {name for name, kind in self.kinds.items() if kind == "tokenizer"}
         if unknown:
             raise ValueError(f"max_length is given for {sorted(unknown)}, which are not text modalities.")
+        self.spectrogram_as_image = list(spectrogram_as_image)
+        not_audio = [name for name in self.spectrogram_as_image if self.kinds.get(name) != "feature_extractor"]
+        if not_audio:
+            raise ValueError(f"spectrogram_as_image names {not_audio}, which have no audio feature extractor.")
 
     @property
     def modalities(self) -> list[str]:
@@ -135,7 +155,7 @@ class MLAProcessor(PushToHubMixin):
         parts = ", ".join(f"{name}={type(component).__name__}" for name, component in self.components.items())
         return f"MLAProcessor({parts})"
 
-    def __call__(self, samples, return_tensors: str = "pt") -> BatchFeature:
+    def __call__(self, samples, padding: str = "longest", return_tensors: str = "pt") -> BatchFeature:
         """Preprocess a batch.
 
         Args:
@@ -143,6 +163,8 @@ class MLAProcessor(PushToHubMixin):
                 or a dict of columns `{modality: list of raw inputs or None}` as `datasets.Dataset.map(batched=True)`
                 gives. Raw inputs: images as paths, PIL images or arrays; audio as WAV paths, `{"array",
                 "sampling_rate"}` dicts or arrays at the feature extractor's rate; text as strings.
+            padding: texts are padded to the longest in the batch (`"longest"`) or to the token limit
+                (`"max_length"`, fixed shapes for datasets); texts over the limit are truncated.
         """
         if return_tensors != "pt":
             raise ValueError("MLAProcessor returns PyTorch tensors only (return_tensors='pt').")
@@ -154,7 +176,7 @@ class MLAProcessor(PushToHubMixin):
             present = [row for row, value in enumerate(column) if value is not None]
             if not present:
                 continue
-            features = self._encode(name, component, [column[row] for row in present])
+            features = self._encode(name, component, [column[row] for row in present], padding)
             rows = torch.tensor(present)
             for argument, values in features.items():
                 filled = values.new_zeros((batch_size, *values.shape[1:]))
@@ -185,19 +207,22 @@ class MLAProcessor(PushToHubMixin):
             return {name: [sample.get(name) for sample in samples] for name in self.components}
         raise ValueError("Expected a non-empty list of {modality: input} dicts or a dict of modality columns.")
 
-    def _encode(self, name: str, component, values: list) -> dict[str, torch.Tensor]:
+    def _encode(self, name: str, component, values: list, padding: str) -> dict[str, torch.Tensor]:
         kind = self.kinds[name]
         if kind == "image_processor":
             return dict(component([load_image(value) for value in values], return_tensors="pt"))
         if kind == "feature_extractor":
             rate = component.sampling_rate
             audio = [load_audio(value, rate) for value in values]
-            return dict(component(audio, sampling_rate=rate, return_tensors="pt"))
+            features = dict(component(audio, sampling_rate=rate, return_tensors="pt"))
+            return _as_image(name, features) if name in self.spectrogram_as_image else features
         if not all(isinstance(value, str) for value in values):
             raise ValueError(f"'{name}' inputs must be strings.")
         limit = self.max_length.get(name, component.model_max_length)
         limit = limit if limit < 1_000_000 else None  # tokenizers without a limit report a huge sentinel
-        return dict(component(values, padding=True, truncation=limit is not None, max_length=limit, return_tensors="pt"))
+        if padding == "max_length" and limit is None:
+            raise ValueError(f"Padding '{name}' to a fixed length needs a token limit: pass max_length={{'{name}': ...}}.")
+        return dict(component(values, padding=padding, truncation=limit is not None, max_length=limit, return_tensors="pt"))
 
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> list[str]:
         """Save every component in `<save_directory>/<modality>/` plus `mla_processor_config.json`."""
@@ -214,8 +239,8 @@ class MLAProcessor(PushToHubMixin):
             written += list(component.save_pretrained(os.path.join(save_directory, name)) or [])
         config_path = os.path.join(save_directory, PROCESSOR_CONFIG_NAME)
         with open(config_path, "w", encoding="utf-8") as handle:
-            json.dump({"processor_class": type(self).__name__, "modalities": self.kinds, "max_length": self.max_length},
-                      handle, indent=2, sort_keys=False)
+            json.dump({"processor_class": type(self).__name__, "modalities": self.kinds, "max_length": self.max_length,
+                       "spectrogram_as_image": self.spectrogram_as_image}, handle, indent=2)
         written.append(config_path)
         if push_to_hub:
             self._upload_modified_files(save_directory, repo_id, files_timestamps, commit_message=commit_message,
@@ -242,4 +267,4 @@ class MLAProcessor(PushToHubMixin):
             if kind not in _AUTO_CLASSES:
                 raise OSError(f"'{config_path}' names an unknown component kind '{kind}' for modality '{name}'.")
             components[name] = _AUTO_CLASSES[kind].from_pretrained(pretrained_model_name_or_path, subfolder=name, **kwargs)
-        return cls(components, max_length=saved.get("max_length"))
+        return cls(components, max_length=saved.get("max_length"), spectrogram_as_image=saved.get("spectrogram_as_image", ()))

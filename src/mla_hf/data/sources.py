@@ -1,0 +1,51 @@
+"""One entry point for every dataset the scripts can train and evaluate on, with its command-line arguments."""
+
+import json
+from dataclasses import dataclass, field
+
+import datasets
+
+from .av_digits import AVDigitsSettings, load_av_digits
+from .manifest import infer_modality_kinds, load_manifest
+from .paper_datasets import PAPER_DATASETS
+
+
+DATASET_NAMES = ("av_digits", "manifest", *PAPER_DATASETS)
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(default="av_digits", metadata={"help": f"One of {', '.join(DATASET_NAMES)}."})
+    data_dir: str | None = field(
+        default=None, metadata={"help": "Root folder of a paper dataset, or the manifest file for 'manifest'."}
+    )
+    modality_kinds: str | None = field(
+        default=None,
+        metadata={"help": "Manifest only, JSON: {column: 'audio' | 'image' | 'text'} (default: columns named so)."},
+    )
+    split_seed: int = field(default=0, metadata={"help": "Seed of AV-Digits' generation and of seeded splits."})
+    av_digits_max_images: int | None = field(
+        default=None, metadata={"help": "AV-Digits from a random subset of the 1,797 images (quick runs)."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "AV-Digits cache (default $MLA_HF_CACHE or ~/.cache/mla_hf)."})
+
+
+def load_multimodal_dataset(args: DataArguments) -> tuple[datasets.DatasetDict, dict[str, str]]:
+    """The raw `DatasetDict` (train / validation / test) and its `{modality: kind}`."""
+    if args.dataset == "av_digits":
+        settings = AVDigitsSettings(seed=args.split_seed, max_images=args.av_digits_max_images)
+        return load_av_digits(settings, cache_dir=args.cache_dir), {"audio": "audio", "image": "image"}
+    if args.data_dir is None:
+        raise ValueError(f"--data_dir is required for the dataset '{args.dataset}'.")
+    if args.dataset == "manifest":
+        kinds = json.loads(args.modality_kinds) if args.modality_kinds else None
+        dataset = load_manifest(args.data_dir, modality_kinds=kinds, seed=args.split_seed)
+        return dataset, kinds or infer_modality_kinds(next(iter(dataset.values())).column_names)
+    if args.dataset not in PAPER_DATASETS:
+        raise ValueError(f"Unknown dataset '{args.dataset}'; choose one of {', '.join(DATASET_NAMES)}.")
+    source = PAPER_DATASETS[args.dataset]
+    return source.load(args.data_dir, seed=args.split_seed), dict(source.modality_kinds)
+
+
+def label_names(dataset: datasets.DatasetDict) -> list[str]:
+    return list(next(iter(dataset.values())).features["labels"].names)
