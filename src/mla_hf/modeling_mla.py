@@ -1,5 +1,6 @@
 """MLA model: one `transformers` backbone per modality, a projection per modality and one shared linear head."""
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +13,9 @@ from .configuration_mla import MLAConfig
 from .fusion import fuse, fusion_weights
 from .heads import HEADS
 from .pooling import pool
+
+
+PIPELINE_TASK = "mla-classification"
 
 
 @dataclass
@@ -56,10 +60,23 @@ class MLAPreTrainedModel(PreTrainedModel):
                 nn.init.zeros_(module.bias)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as a complete remote-code folder: besides the config and weights, the code of the model and of
+        `pipeline("mla-classification")`, so that both load with `trust_remote_code=True` without mla_hf."""
+        from transformers.dynamic_module_utils import custom_object_save
+
+        from .pipeline_mla import MLAClassificationPipeline
+
         # A class has a single `_auto_class`; the second Auto class a saved folder answers to is listed by hand.
         auto_map = dict(getattr(self.config, "auto_map", None) or {})
         auto_map["AutoModelForSequenceClassification"] = f"modeling_mla.{type(self).__name__}"
         self.config.auto_map = auto_map
+        self.config.custom_pipelines = {
+            PIPELINE_TASK: {"impl": f"pipeline_mla.{MLAClassificationPipeline.__name__}", "pt": ["AutoModel"], "tf": [],
+                            "type": "multimodal"}
+        }
+        if not os.path.isfile(save_directory):
+            os.makedirs(save_directory, exist_ok=True)
+            custom_object_save(MLAClassificationPipeline, save_directory)
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
