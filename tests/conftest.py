@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from transformers import ASTConfig, BertConfig, ViTConfig
@@ -61,3 +65,16 @@ def av_digits_cache(tmp_path_factory):
         os.environ.pop("MLA_HF_CACHE")
     else:
         os.environ["MLA_HF_CACHE"] = previous
+
+
+def run_without_mla_hf(script: str, tmp_path) -> str:
+    """Run a Python script in a fresh offline process where mla_hf cannot be imported; returns its stdout."""
+    hide = tmp_path / "hide"
+    hide.mkdir(exist_ok=True)
+    # A module named mla_hf earlier on the path shadows the editable install and refuses to import.
+    (hide / "mla_hf.py").write_text("raise ImportError('hidden for this test')\n")
+    guard = "try:\n    import mla_hf\n    raise SystemExit('mla_hf must not be importable here')\nexcept ImportError:\n    pass\n"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": str(hide)}
+    result = subprocess.run([sys.executable, "-c", guard + script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout

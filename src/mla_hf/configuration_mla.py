@@ -9,6 +9,12 @@ from .heads import HEADS
 from .pooling import POOLING_STRATEGIES, default_pooling
 
 
+def _pipeline_task_registered(custom_pipelines: dict) -> bool:
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    return all(task in PIPELINE_REGISTRY.get_supported_tasks() for task in custom_pipelines)
+
+
 class MLAConfig(PreTrainedConfig):
     r"""
     Configuration of an [`MLAModel`].
@@ -95,6 +101,10 @@ class MLAConfig(PreTrainedConfig):
             self.fusion_weights = self.check_fusion_weights(self.fusion_weights)
         elif self.fusion == "fixed":
             raise ValueError("fusion='fixed' needs `fusion_weights`, one positive weight per modality.")
+        if kwargs.get("custom_pipelines") and _pipeline_task_registered(kwargs["custom_pipelines"]):
+            # This process already has the pipeline (mla_hf is imported): let `pipeline()` use it instead of
+            # insisting on trust_remote_code for the copy saved with the model. Without mla_hf the entry stays.
+            kwargs.pop("custom_pipelines")
         super().__post_init__(**kwargs)
 
     def _resolve_backbone(self, name, spec) -> PreTrainedConfig:

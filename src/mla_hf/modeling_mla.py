@@ -70,14 +70,18 @@ class MLAPreTrainedModel(PreTrainedModel):
         auto_map = dict(getattr(self.config, "auto_map", None) or {})
         auto_map["AutoModelForSequenceClassification"] = f"modeling_mla.{type(self).__name__}"
         self.config.auto_map = auto_map
+        if not os.path.isfile(save_directory):
+            os.makedirs(save_directory, exist_ok=True)
+            custom_object_save(MLAClassificationPipeline, save_directory)
+        # Written to config.json only: in memory the entry would make `pipeline()` demand trust_remote_code.
         self.config.custom_pipelines = {
             PIPELINE_TASK: {"impl": f"pipeline_mla.{MLAClassificationPipeline.__name__}", "pt": ["AutoModel"], "tf": [],
                             "type": "multimodal"}
         }
-        if not os.path.isfile(save_directory):
-            os.makedirs(save_directory, exist_ok=True)
-            custom_object_save(MLAClassificationPipeline, save_directory)
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            del self.config.custom_pipelines
 
 
 class MLAModel(MLAPreTrainedModel):
