@@ -11,7 +11,8 @@
 
 The best epoch is chosen on the validation split; the test split is only used for the final report. Every
 `MLATrainingArguments` / `TrainingArguments` flag works (`--help`). The output folder holds the model, its
-processor, `test_results.json` and `laziness.png`.
+processor, the remote code, a model card (`README.md`), `test_results.json` and `laziness.png`: push it with
+`scripts/push_to_hub.py`, or train with `--push_to_hub --hub_model_id you/name`.
 """
 
 import json
@@ -71,25 +72,27 @@ def make_parser() -> HfArgumentParser:
     return parser
 
 
-def train_and_test(model_args: ModelArguments, data: dict, modality_kinds: dict, training_args: MLATrainingArguments):
+def train_and_test(model_args: ModelArguments, data_args: DataArguments, raw, modality_kinds: dict,
+                   training_args: MLATrainingArguments):
     """Train one method on preprocessed data; returns the trainer and its test metrics."""
     method = get_training_method(training_args.method)
     set_seed(training_args.seed)  # the backbones' random initialisation, not only the training loop
     shape = SmallBackboneShape(image_size=model_args.image_size, num_mel_bins=model_args.num_mel_bins,
                                max_frames=model_args.max_frames, max_text_length=model_args.max_text_length)
     config, processor = build_model_and_processor(
-        modality_kinds, label_names(data["raw"]),
+        modality_kinds, label_names(raw),
         pretrained=json.loads(model_args.pretrained_backbones) if model_args.pretrained_backbones else None,
         hidden_size=model_args.hidden_size, num_layers=model_args.num_layers, shape=shape,
-        architecture=model_args.architecture, text_corpus=_texts(data["raw"]["train"], modality_kinds),
+        architecture=model_args.architecture, text_corpus=_texts(raw["train"], modality_kinds),
         projection_dim=model_args.projection_dim, head_type=method.head_type, fusion=method.fusion,
     )
-    processed = preprocess_dataset(data["raw"], processor)
+    processed = preprocess_dataset(raw, processor)
     trainer = MLATrainer(model=MLAModel(config), args=training_args, train_dataset=processed["train"],
                          eval_dataset=processed["validation"], processing_class=processor)
     trainer.train()
     metrics = trainer.evaluate(processed["test"], metric_key_prefix="test")
     trainer.save_model()
+    trainer.create_model_card(dataset=data_args.dataset)  # README.md: the folder is a complete Hub repo
     return trainer, metrics
 
 
@@ -101,13 +104,12 @@ def _texts(split, modality_kinds: dict) -> list[str] | None:
 def main(model_args: ModelArguments, data_args: DataArguments, training_args: MLATrainingArguments,
          script_args: ScriptArguments = ScriptArguments()) -> dict:
     raw, modality_kinds = load_multimodal_dataset(data_args)
-    data = {"raw": raw}
-    trainer, metrics = train_and_test(model_args, data, modality_kinds, training_args)
+    trainer, metrics = train_and_test(model_args, data_args, raw, modality_kinds, training_args)
     runs = {training_args.method: trainer.state.log_history}
     if script_args.compare_joint and training_args.method != "joint":
         joint_args = MLATrainingArguments(**{**training_args.to_dict(), "method": "joint", "method_kwargs": {},
                                              "output_dir": os.path.join(training_args.output_dir, "joint")})
-        joint_trainer, joint_metrics = train_and_test(model_args, data, modality_kinds, joint_args)
+        joint_trainer, joint_metrics = train_and_test(model_args, data_args, raw, modality_kinds, joint_args)
         runs["joint"] = joint_trainer.state.log_history
     if trainer.is_world_process_zero():
         modalities = list(modality_kinds)

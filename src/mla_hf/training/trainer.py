@@ -8,6 +8,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import Trainer
 
+from ..model_card import render_model_card, save_model_card
 from .methods import build_training_method, get_training_method
 from .metrics import MultimodalMetrics
 from .missing_modalities import MissingModalityDataset, drop_mask
@@ -74,6 +75,22 @@ class MLATrainer(Trainer):
         modalities = self.accelerator.unwrap_model(self.model).config.modality_names
         dropped = drop_mask(len(dataset), modalities, missing_rates, seed)
         return self.evaluate(MissingModalityDataset(dataset, dropped), metric_key_prefix=metric_key_prefix)
+
+    def create_model_card(self, model_name: str | None = None, dataset: str | list[str] | None = None, **kwargs) -> None:
+        """Write `README.md` in the output folder from mla_hf's template, with the last evaluation's results (called
+        by `push_to_hub`). Other keyword arguments of the stock method are accepted and ignored."""
+        if not self.is_world_process_zero():
+            return
+        evaluations = [entry for entry in self.state.log_history if any(key.endswith("_accuracy") for key in entry)]
+        card = render_model_card(
+            self.accelerator.unwrap_model(self.model).config,
+            metrics=evaluations[-1] if evaluations else None,
+            training=self.args.to_dict(),
+            dataset_name=dataset[0] if isinstance(dataset, list) else dataset,
+            repo_id=self.hub_model_id or self.args.hub_model_id or self.args.output_dir,
+            model_name=model_name,
+        )
+        save_model_card(self.args.output_dir, card)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # a training log: add the method's per-modality losses

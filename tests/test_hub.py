@@ -1,0 +1,153 @@
+"""Model cards and push_to_hub, tested up to the network boundary (HfApi is replaced by a recorder)."""
+
+import os
+import re
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+import yaml
+from transformers import ViTImageProcessorPil
+
+from mla_hf import MLAModel, MLAProcessor
+from mla_hf.data import make_synthetic_dataset, tiny_audio_image_config
+from mla_hf.hub import hub_files, push_folder_to_hub
+from mla_hf.model_card import render_model_card
+from mla_hf.presets import small_backbone
+from mla_hf.training import MLATrainer, MLATrainingArguments
+
+
+class RecordingApi:
+    """Stands in for HfApi: records calls and, at upload time, the files the commit would hold."""
+
+    def __init__(self):
+        self.calls = []
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+        return SimpleNamespace(repo_id=repo_id if "/" in repo_id else f"user/{repo_id}")
+
+    def upload_folder(self, repo_id, folder_path, **kwargs):
+        allowed = kwargs.get("allow_patterns")
+        committed = allowed if allowed is not None else sorted(
+            os.path.relpath(os.path.join(root, name), folder_path) for root, _, names in os.walk(folder_path)
+            for name in names)
+        readme = os.path.join(folder_path, "README.md")
+        self.calls.append(("upload_folder", repo_id, {**kwargs, "files": committed,
+                                                      "readme": open(readme).read() if os.path.exists(readme) else None}))
+        return SimpleNamespace(commit_url=f"https://hub.invalid/{repo_id}/commit/0", done=lambda: True)
+
+
+def metadata(card_text):
+    return yaml.safe_load(card_text.split("---")[1])
+
+
+def assert_no_placeholders(text):
+    assert not re.search(r"\{\{|\}\}|\{%|%\}", text), "unfilled template placeholder"
+
+
+def saved_folder(tmp_path):
+    config = tiny_audio_image_config(hidden_size=16, projection_dim=8)
+    MLAModel(config).save_pretrained(tmp_path)
+    audio_config, audio_extractor = small_backbone("audio", hidden_size=16, num_layers=2)
+    image = ViTImageProcessorPil(size={"height": 16, "width": 16}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    MLAProcessor({"audio": audio_extractor, "image": image}).save_pretrained(tmp_path)
+    return tmp_path, config
+
+
+def test_card_renders_every_section_and_the_model_index(tmp_path):
+    _, config = saved_folder(tmp_path)
+    metrics = {"test_accuracy": 0.9, "test_macro_f1": 0.88, "test_audio_accuracy": 0.5, "test_image_accuracy": 0.8,
+               "test_audio_fusion_weight": 0.3, "test_image_fusion_weight": 0.7, "test_loss": 0.4}
+    card = str(render_model_card(config, metrics, {"method": "mla", "learning_rate": 1e-3, "hgm": True},
+                                 dataset_name="av_digits", repo_id="me/mla-digits"))
+    assert_no_placeholders(card)
+    meta = metadata(card)
+    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "audio-classification"
+    assert {"mla", "multimodal", "audio", "image"} <= set(meta["tags"]) and meta["datasets"] == ["av_digits"]
+    results = meta["model-index"][0]["results"][0]
+    assert results["dataset"]["split"] == "test"
+    assert [(m["name"], m["value"]) for m in results["metrics"]] == [("accuracy", 0.9), ("audio accuracy", 0.5),
+                                                                     ("image accuracy", 0.8)]
+    for section in ("## Method", "## Modalities and backbones", "## Training recipe", "## Results",
+                    "## How to use", "## Intended use and limitations"):
+        assert section in card
+    assert "| audio | audio-spectrogram-transformer | 16 | mean |" in card
+    assert 'pipeline(model="me/mla-digits", trust_remote_code=True)' in card
+    assert "| image fusion weight | 0.7000 |" in card and "| learning_rate | 0.001 |" in card
+
+
+def test_card_without_evaluation_says_so(tmp_path):
+    _, config = saved_folder(tmp_path)
+    card = str(render_model_card(config))
+    assert_no_placeholders(card)
+    assert "No evaluation was recorded" in card and "model-index" not in metadata(card)
+
+
+def test_push_script_commits_exactly_the_hub_files(tmp_path):
+    folder, _ = saved_folder(tmp_path)
+    (folder / "checkpoint-10").mkdir()
+    (folder / "checkpoint-10" / "model.safetensors").write_bytes(b"x")
+    (folder / "training_args.bin").write_bytes(b"pickle")
+    (folder / "joint").mkdir()
+    (folder / "joint" / "config.json").write_text("{}")
+    (folder / "test_results.json").write_text('{"test_accuracy": 0.75, "test_audio_accuracy": 0.5}')
+    api = RecordingApi()
+    push_folder_to_hub(str(folder), "me/mla-digits", private=True, api=api, dataset_name="av_digits")
+    (create, repo, options), (upload, upload_repo, commit) = api.calls
+    assert (create, repo, options["private"]) == ("create_repo", "me/mla-digits", True)
+    assert upload == "upload_folder" and upload_repo == "me/mla-digits"
+    assert commit["files"] == sorted([
+        "README.md", "config.json", "model.safetensors", "mla_processor_config.json", "test_results.json",
+        os.path.join("audio", "preprocessor_config.json"), os.path.join("image", "preprocessor_config.json"),
+        "backbones.py", "configuration_mla.py", "fusion.py", "heads.py", "modeling_mla.py", "pipeline_mla.py",
+        "pooling.py", "processing_mla.py",
+    ])
+    assert metadata(commit["readme"])["model-index"][0]["results"][0]["metrics"][0]["value"] == 0.75
+    assert hub_files(str(folder)) == commit["files"]
+
+
+def test_push_refuses_an_incomplete_folder(tmp_path):
+    config = tiny_audio_image_config(hidden_size=16, projection_dim=8)
+    MLAModel(config).save_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="mla_processor_config.json"):
+        push_folder_to_hub(str(tmp_path), "me/x", api=RecordingApi())
+
+
+def test_push_script_entry_point(tmp_path, monkeypatch, capsys):
+    folder, _ = saved_folder(tmp_path)
+    api = RecordingApi()
+    monkeypatch.setattr("mla_hf.hub.HfApi", lambda token=None: api)
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+    import push_to_hub
+
+    push_to_hub.main(push_to_hub.PushArguments(model_dir=str(folder), repo_id="me/mla"))
+    assert [call[0] for call in api.calls] == ["create_repo", "upload_folder"]
+    assert "Pushed" in capsys.readouterr().out
+
+
+def test_trainer_push_to_hub_uploads_model_processor_and_card(tmp_path, monkeypatch):
+    api = RecordingApi()
+    monkeypatch.setattr("transformers.trainer.hf_api", lambda *args, **kwargs: api)
+    data = make_synthetic_dataset(num_samples=48)
+    torch.manual_seed(0)
+    _, audio_extractor = small_backbone("audio", hidden_size=16, num_layers=2)
+    processor = MLAProcessor({"audio": audio_extractor,
+                              "image": ViTImageProcessorPil(size={"height": 16, "width": 16})})
+    args = MLATrainingArguments(output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=16,
+                                report_to="none", save_strategy="no", push_to_hub=True, hub_model_id="me/mla-push",
+                                disable_tqdm=True, use_cpu=True)
+    trainer = MLATrainer(model=MLAModel(tiny_audio_image_config(hidden_size=16, projection_dim=8)), args=args,
+                         train_dataset=data["train"], eval_dataset=data["validation"], processing_class=processor)
+    trainer.train()
+    trainer.evaluate()
+    trainer.push_to_hub(dataset="synthetic")
+    upload = [call for call in api.calls if call[0] == "upload_folder"][-1]
+    files = set(upload[2]["files"])
+    assert {"README.md", "config.json", "model.safetensors", "mla_processor_config.json", "pipeline_mla.py",
+            os.path.join("audio", "preprocessor_config.json")} <= files
+    card = upload[2]["readme"]
+    assert_no_placeholders(card)
+    assert metadata(card)["model-index"][0]["results"][0]["dataset"]["split"] == "validation"
+    assert "max_steps | 2" in card
