@@ -1,0 +1,27 @@
+"""The benchmarks' smoke modes: both scripts run end to end and write their results files."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+
+BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
+
+
+@pytest.mark.parametrize("script, columns", [
+    ("accuracy.py", ["late fusion of unimodal models", "fused, 50% lose audio", "mla, no HGM", "unimodal image"]),
+    ("speed.py", ["MLA / joint training throughput", "HGM (P update + projection", "pipeline at batch 32"]),
+])
+def test_smoke_mode_writes_results(script, columns):
+    result = subprocess.run([sys.executable, os.path.join(BENCHMARKS, script), "--smoke"], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = re.search(r"Written to (\S+)", result.stdout).group(1)
+    name = script.removesuffix(".py")
+    table = open(os.path.join(folder, f"{name}.md")).read()
+    assert all(column in table for column in columns)
+    assert json.load(open(os.path.join(folder, f"{name}.json")))
