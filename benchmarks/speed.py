@@ -7,7 +7,8 @@ Methodology (see the notes in README): variants are interleaved (mla, joint, mla
 medians of ratios are reported. Each training measurement runs in its own process, because peak RSS never goes down
 within a process; the "floor" (a process that builds the model and AdamW state and runs no forward) is subtracted,
 so memory ratios compare what the training step itself holds. Both methods get the same backbones (two random-init
-ResNets of the same size: audio log-mel 40x100 as a 1-channel image, image 32x32), batch size and data.
+ResNets of the same size), batch size and data. The modalities are of similar size, as the memory target asks:
+audio is a 40x100 log-mel image (4,000 pixels), images are 64x64 (4,096 pixels).
 """
 
 import argparse
@@ -27,25 +28,25 @@ import torch
 MODALITIES = {"audio": "audio", "image": "image"}
 
 
-def build(hidden_size, num_layers, projection_dim, method="mla"):
+def build(hidden_size, num_layers, projection_dim, image_size, method="mla"):
     from mla_hf.data.av_digits import LABEL_NAMES
     from mla_hf.presets import SmallBackboneShape, build_model_and_processor
     from mla_hf.training import get_training_method
 
     spec = get_training_method(method)
-    shape = SmallBackboneShape(image_size=32, num_mel_bins=40, max_frames=100)
+    shape = SmallBackboneShape(image_size=image_size, num_mel_bins=40, max_frames=100)
     return build_model_and_processor(MODALITIES, LABEL_NAMES, hidden_size=hidden_size, num_layers=num_layers,
                                      shape=shape, projection_dim=projection_dim, head_type=spec.head_type,
                                      fusion=spec.fusion)
 
 
-def random_dataset(num_samples):
+def random_dataset(num_samples, image_size):
     import datasets
 
     rng = np.random.default_rng(0)
     return datasets.Dataset.from_dict({
         "audio_pixel_values": rng.standard_normal((num_samples, 1, 40, 100), dtype=np.float32),
-        "image_pixel_values": rng.standard_normal((num_samples, 3, 32, 32), dtype=np.float32),
+        "image_pixel_values": rng.standard_normal((num_samples, 3, image_size, image_size), dtype=np.float32),
         "labels": rng.integers(0, 10, num_samples),
     }).with_format("torch")
 
@@ -60,7 +61,7 @@ def worker(args) -> dict:
     from mla_hf.training import MLATrainer, MLATrainingArguments
 
     torch.manual_seed(0)
-    config, _ = build(args.hidden_size, args.num_layers, args.projection_dim, args.method or "mla")
+    config, _ = build(args.hidden_size, args.num_layers, args.projection_dim, args.image_size, args.method or "mla")
     model = MLAModel(config)
     with tempfile.TemporaryDirectory() as scratch:
         training_args = MLATrainingArguments(
@@ -68,7 +69,7 @@ def worker(args) -> dict:
             max_steps=args.steps, learning_rate=1e-3, save_strategy="no", report_to="none", disable_tqdm=True,
             logging_steps=10_000, use_cpu=True, dataloader_num_workers=0,
         )
-        trainer = MLATrainer(model=model, args=training_args, train_dataset=random_dataset(args.batch_size * args.steps))
+        trainer = MLATrainer(model=model, args=training_args, train_dataset=random_dataset(args.batch_size * args.steps, args.image_size))
         if args.method is None:  # the floor: model and AdamW state, no forward pass
             trainer.create_optimizer_and_scheduler(num_training_steps=1)
             for parameter in model.parameters():
@@ -82,7 +83,7 @@ def worker(args) -> dict:
 def run_worker(args, method, projection_dim=None) -> dict:
     command = [sys.executable, __file__, "--worker", "--hidden_size", str(args.hidden_size), "--num_layers",
                str(args.num_layers), "--projection_dim", str(projection_dim or args.projection_dim), "--batch_size",
-               str(args.batch_size), "--steps", str(args.steps)] + (["--method", method] if method else [])
+               str(args.batch_size), "--steps", str(args.steps), "--image_size", str(args.image_size)] + (["--method", method] if method else [])
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"Worker {method} failed:\n{result.stderr[-3000:]}")
@@ -133,7 +134,7 @@ def pipeline_overhead(args) -> dict:
     from mla_hf import MLAModel
 
     torch.manual_seed(0)
-    config, processor = build(args.hidden_size, args.num_layers, args.projection_dim)
+    config, processor = build(args.hidden_size, args.num_layers, args.projection_dim, args.image_size)
     model = MLAModel(config).eval()
     classify = pipeline("mla-classification", model=model, processor=processor)
     rng = np.random.default_rng(0)
@@ -173,8 +174,9 @@ def markdown(report: dict, args) -> str:
     lines = [
         "# Speed and memory (CPU)",
         "",
-        f"Machine: {report['machine']}. Two random-init ResNets (hidden {args.hidden_size}, {args.num_layers} stages), "
-        f"batch {args.batch_size}, {args.steps} training steps per run, {args.repeats} interleaved repeats, medians.",
+        f"Machine: {report['machine']}. Two random-init ResNets (hidden {args.hidden_size}, {args.num_layers} stages; "
+        f"audio 40x100 log-mel, images {args.image_size}x{args.image_size}), batch {args.batch_size}, {args.steps} "
+        f"training steps per run, {args.repeats} interleaved repeats, medians. Command: `python benchmarks/speed.py`.",
         "",
         "| measure | value | target |",
         "|---|---|---|",
@@ -205,6 +207,7 @@ def parse_args():
     parser.add_argument("--hidden_size", type=int, default=64)
     parser.add_argument("--num_layers", type=int, default=3)
     parser.add_argument("--projection_dim", type=int, default=64)
+    parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
@@ -215,7 +218,7 @@ def parse_args():
     parser.add_argument("--smoke", action="store_true", help="Tiny sizes: checks the script runs.")
     args = parser.parse_args()
     if args.smoke:
-        args.hidden_size, args.num_layers, args.batch_size, args.steps, args.repeats = 16, 2, 8, 2, 1
+        args.hidden_size, args.num_layers, args.batch_size, args.steps, args.repeats, args.image_size = 16, 2, 8, 2, 1, 32
         args.hgm_dims, args.hgm_repeats, args.pipeline_samples = [64], 3, 8
         args.output_dir = tempfile.mkdtemp(prefix="speed-smoke-")
     return args

@@ -86,7 +86,8 @@ def train_and_test(model_args: ModelArguments, data_args: DataArguments, raw, mo
         architecture=model_args.architecture, text_corpus=_texts(raw["train"], modality_kinds),
         projection_dim=model_args.projection_dim, head_type=method.head_type, fusion=method.fusion,
     )
-    processed = preprocess_dataset(raw, processor)
+    with training_args.main_process_first(desc="preprocessing"):  # one rank fills the datasets cache
+        processed = preprocess_dataset(raw, processor)
     trainer = MLATrainer(model=MLAModel(config), args=training_args, train_dataset=processed["train"],
                          eval_dataset=processed["validation"], processing_class=processor)
     trainer.train()
@@ -103,7 +104,8 @@ def _texts(split, modality_kinds: dict) -> list[str] | None:
 
 def main(model_args: ModelArguments, data_args: DataArguments, training_args: MLATrainingArguments,
          script_args: ScriptArguments = ScriptArguments()) -> dict:
-    raw, modality_kinds = load_multimodal_dataset(data_args)
+    with training_args.main_process_first(desc="loading the dataset"):  # one rank generates AV-Digits
+        raw, modality_kinds = load_multimodal_dataset(data_args)
     trainer, metrics = train_and_test(model_args, data_args, raw, modality_kinds, training_args)
     runs = {training_args.method: trainer.state.log_history}
     if script_args.compare_joint and training_args.method != "joint":
