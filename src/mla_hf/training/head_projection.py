@@ -29,8 +29,10 @@ class HeadGradientProjector:
             raise ValueError(f"alpha must be positive, got {alpha}.")
         r = mean_feature.detach().to(self.P)
         k = self.P @ r  # (dim,)
-        self.P.addr_(k, k, alpha=-1.0 / (alpha + torch.dot(r, k)))
-        self.P = (self.P + self.P.T) / 2  # rounding must not break symmetry over 1e5 updates
+        u = k * (alpha + torch.dot(r, k)).rsqrt()  # alpha + r^T P r > 0: P stays positive semi-definite
+        # u u^T is exactly symmetric (u_i u_j == u_j u_i, with or without FMA), so P stays exactly symmetric without
+        # an explicit (P + P^T) / 2, which cost 6x the update itself at d = 768.
+        self.P.addr_(u, u, alpha=-1.0)
         if self.normalize:
             self.P /= torch.linalg.matrix_norm(self.P)
 
