@@ -51,6 +51,7 @@ def parse_args():
     parser.add_argument("--max_images", type=int, default=None, help="AV-Digits from a subset of the images.")
     parser.add_argument("--output_dir", default=os.path.join(os.path.dirname(__file__), "results"))
     parser.add_argument("--smoke", action="store_true", help="Tiny data, one seed, one epoch: checks the script runs.")
+    parser.add_argument("--render_only", action="store_true", help="Rewrite accuracy.md from accuracy.json.")
     args = parser.parse_args()
     if args.smoke:
         args.seeds, args.epochs, args.hidden_size, args.num_layers, args.max_images = [0], 1, 16, 2, 30
@@ -125,6 +126,26 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
     return summary
 
 
+BASELINES = ["joint", "ogm_ge", "qmf", "late fusion of unimodal models"]
+
+
+def targets(summary: dict) -> list[str]:
+    """The issue's accuracy targets, each marked met or not."""
+    mla = summary["mla"]["fused"]
+    lines = []
+    for baseline in BASELINES:
+        other = summary[baseline]["fused"]
+        gap = mla["mean"] - other["mean"]
+        ok = gap > max(mla["std"], other["std"])
+        lines.append(f"- MLA fused above {baseline} by more than one std: {100 * gap:+.1f} points against a std of "
+                     f"{100 * max(mla['std'], other['std']):.1f}: {'met' if ok else '**not met**'}")
+    for name in MODALITIES:
+        gap = summary["mla"][name]["mean"] - summary[f"unimodal {name}"][name]["mean"]
+        lines.append(f"- MLA's {name} accuracy no more than 2 points below unimodal {name}: {100 * gap:+.1f} points: "
+                     f"{'met' if gap >= -0.02 else '**not met**'}")
+    return lines
+
+
 def markdown(summary: dict, args, seconds: float) -> str:
     columns = ["fused", *MODALITIES, *(f"fused, 50% lose {name}" for name in MODALITIES)]
     lines = [
@@ -140,11 +161,20 @@ def markdown(summary: dict, args, seconds: float) -> str:
     for row, values in summary.items():
         cells = [f"{100 * values[c]['mean']:.1f} ± {100 * values[c]['std']:.1f}" if c in values else "-" for c in columns]
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    lines += ["", "Targets:", "", *targets(summary), "", "Command: `python benchmarks/accuracy.py`; raw values per seed in "
+              "`accuracy.json` (`--render_only` rewrites this file from it)."]
     return "\n".join(lines) + "\n"
 
 
 def main():
     args = parse_args()
+    if args.render_only:
+        with open(os.path.join(args.output_dir, "accuracy.json")) as handle:
+            saved = json.load(handle)
+        settings = argparse.Namespace(**saved["settings"])
+        with open(os.path.join(args.output_dir, "accuracy.md"), "w") as handle:
+            handle.write(markdown(saved["results"], settings, saved["wall_seconds"]))
+        return
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     start = time.time()
     raw = load_av_digits(AVDigitsSettings(max_images=args.max_images))
