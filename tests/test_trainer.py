@@ -107,11 +107,14 @@ def test_every_method_lowers_its_training_loss(tmp_path, data, method):
     assert {"eval_accuracy", "eval_macro_f1", "eval_audio_accuracy", "eval_image_accuracy"} <= set(metrics)
 
 
-def test_mla_logs_per_modality_losses(tmp_path, data):
+def test_mla_logs_per_modality_losses_and_no_meaningless_grad_norm(tmp_path, data):
     trainer = make_trainer(tmp_path, data, max_steps=2)
     trainer.train()
     logs = [log for log in trainer.state.log_history if "loss" in log]
-    assert all({"loss_audio", "loss_image"} <= set(log) for log in logs)
+    assert all({"loss_audio", "loss_image"} <= set(log) and "grad_norm" not in log for log in logs)
+    joint = make_trainer(tmp_path / "joint", data, method="joint", max_steps=2)
+    joint.train()
+    assert all("grad_norm" in log for log in joint.state.log_history if "loss" in log)
 
 
 def test_resume_mid_epoch_is_bit_identical(tmp_path, data):

@@ -95,6 +95,8 @@ class MLATrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # a training log: add the method's per-modality losses
             logs = {**logs, **self.method.pop_log_metrics()}
+            if self.method.takes_own_optimizer_steps:
+                logs.pop("grad_norm", None)
         super().log(logs, start_time)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:

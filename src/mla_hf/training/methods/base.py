@@ -50,12 +50,15 @@ class TrainingMethod:
         head_type: the `MLAConfig.head_type` the method trains.
         fusion: the `MLAConfig.fusion` a model trained this way should use.
         consumed_columns: batch columns the method reads itself and the model never sees.
+        takes_own_optimizer_steps: the method steps the optimizer itself, so the Trainer's step finds no gradients
+            and its logged `grad_norm` (always 0) is dropped.
     """
 
     name: str
     head_type: str = "shared"
     fusion: str = "dynamic"
     consumed_columns: tuple[str, ...] = ()
+    takes_own_optimizer_steps: bool = False
 
     def __init__(self, trainer):
         self.trainer = trainer

@@ -16,6 +16,7 @@ class MLA(TrainingMethod):
     """
 
     head_type = "shared"
+    takes_own_optimizer_steps = True
 
     def __init__(self, trainer):
         super().__init__(trainer)
