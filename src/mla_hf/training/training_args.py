@@ -1,9 +1,16 @@
 """Training arguments of MLATrainer: the method and its hyper-parameters. The model's config.json never carries them."""
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
+import torch
 from transformers import TrainingArguments
+
+
+def _has_accelerator() -> bool:
+    accelerator = getattr(torch, "accelerator", None)
+    return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
 
 
 @dataclass
@@ -50,6 +57,10 @@ class MLATrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not self.use_cpu and not _has_accelerator():
+            # Without this, `torchrun --nproc_per_node 2` on a CPU-only machine starts independent trainings that
+            # all believe they are rank 0 and write to the same folder; with it they form one gloo process group.
+            self.use_cpu = True
         super().__post_init__()
         if self.gradient_accumulation_steps != 1:
             raise ValueError(
