@@ -9,6 +9,7 @@ Small random-init transformers barely learn from a few thousand samples (on AV-D
 for 6 epochs where a 2-stage ResNet reached 62 %), hence ResNets by default.
 """
 
+import os
 from dataclasses import dataclass
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
@@ -33,6 +34,12 @@ from .processing_mla import MLAProcessor
 MODALITY_KINDS = ("audio", "image", "text")
 ARCHITECTURES = ("resnet", "transformer")
 _SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+_PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+_COMPONENT_FILES = {
+    "audio": _PROCESSOR_FILES,
+    "image": _PROCESSOR_FILES,
+    "text": ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model"),
+}
 
 
 @dataclass
@@ -109,6 +116,11 @@ def pretrained_backbone(path: str, kind: str):
     if kind not in loaders:
         raise ValueError(f"Unknown modality kind '{kind}'; expected one of {MODALITY_KINDS}.")
     AutoConfig.from_pretrained(path)  # a clear error early when the folder holds no model
+    # AutoTokenizer builds a 5-token tokenizer from a bare model config instead of failing: every word would be
+    # [UNK]. Require the component's own files.
+    if not any(os.path.isfile(os.path.join(path, name)) for name in _COMPONENT_FILES[kind]):
+        raise ValueError(f"The backbone folder '{path}' has no {kind} preprocessing component (none of "
+                         f"{list(_COMPONENT_FILES[kind])}): save its tokenizer or processor next to the model.")
     try:
         return path, loaders[kind].from_pretrained(path)
     except (OSError, ValueError) as error:
