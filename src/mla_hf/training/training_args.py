@@ -61,6 +61,8 @@ class MLATrainingArguments(TrainingArguments):
             # Without this, `torchrun --nproc_per_node 2` on a CPU-only machine starts independent trainings that
             # all believe they are rank 0 and write to the same folder; with it they form one gloo process group.
             self.use_cpu = True
+        if self.use_cpu or not _has_accelerator():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; torch warns at every epoch otherwise
         super().__post_init__()
         if self.gradient_accumulation_steps != 1:
             raise ValueError(
