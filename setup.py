@@ -8,8 +8,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    package_dir={"": "src"},
-    packages=find_packages("src"),
+    # The model card template lives in model_cards/ and is installed as package data of mla_hf.model_cards.
+    package_dir={"": "src", "mla_hf.model_cards": "model_cards"},
+    packages=[*find_packages("src"), "mla_hf.model_cards"],
+    package_data={"mla_hf.model_cards": ["*.md"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",

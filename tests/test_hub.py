@@ -151,3 +151,15 @@ def test_trainer_push_to_hub_uploads_model_processor_and_card(tmp_path, monkeypa
     assert_no_placeholders(card)
     assert metadata(card)["model-index"][0]["results"][0]["dataset"]["split"] == "validation"
     assert "max_steps | 2" in card
+
+
+def test_a_regular_install_ships_the_card_template(tmp_path):
+    """Not only the editable install: `pip install .` puts model_cards/ into the package."""
+    import subprocess
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                             "--target", str(tmp_path), root], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "mla_hf" / "model_cards" / "mla_model_card.md").is_file()
+    assert (tmp_path / "mla_hf" / "data" / "av_digits_synthesis.py").is_file()

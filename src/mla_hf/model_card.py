@@ -1,6 +1,7 @@
 """Model cards for MLA checkpoints, rendered from `model_cards/mla_model_card.md` (Jinja, via huggingface_hub)."""
 
 import os
+from importlib.resources import files
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -10,7 +11,18 @@ from .configuration_mla import MLAConfig
 from .pooling import default_pooling
 
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "mla_model_card.md"
+def _template_path() -> Path:
+    """The template: package data of an installed mla_hf, or `model_cards/` of the source tree."""
+    try:
+        installed = Path(str(files("mla_hf.model_cards") / "mla_model_card.md"))
+        if installed.is_file():
+            return installed
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parents[2] / "model_cards" / "mla_model_card.md"
+
+
+TEMPLATE = _template_path()
 _METHODS = {
     "mla": ("MLA (alternating unimodal adaptation)",
             "Training alternates between modalities: each step updates one modality's encoder and the shared head on "
@@ -54,7 +66,7 @@ def render_model_card(config: MLAConfig, metrics: dict | None = None, training: 
         training: the recipe, e.g. `MLATrainingArguments.to_dict()`; `method` selects the method description.
     """
     if not TEMPLATE.is_file():
-        raise FileNotFoundError(f"The model card template '{TEMPLATE}' is missing (install mla_hf from its source tree).")
+        raise FileNotFoundError(f"The model card template '{TEMPLATE}' is missing: reinstall mla_hf.")
     training = dict(training or {})
     metrics = dict(metrics or {})
     method = training.get("method", "mla")
