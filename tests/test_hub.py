@@ -155,11 +155,19 @@ def test_trainer_push_to_hub_uploads_model_processor_and_card(tmp_path, monkeypa
 
 def test_a_regular_install_ships_the_card_template(tmp_path):
     """Not only the editable install: `pip install .` puts model_cards/ into the package."""
+    import shutil
     import subprocess
 
     root = os.path.join(os.path.dirname(__file__), "..")
+    source = tmp_path / "source"  # a copy: pip builds in-tree, and a stale build/ must not answer for this one
+    source.mkdir()
+    for name in ("setup.py", "README.md"):
+        shutil.copy(os.path.join(root, name), source / name)
+    for name in ("src", "model_cards"):
+        shutil.copytree(os.path.join(root, name), source / name, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    target = tmp_path / "installed"
     result = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                             "--target", str(tmp_path), root], capture_output=True, text=True, timeout=300)
+                             "--target", str(target), str(source)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "mla_hf" / "model_cards" / "mla_model_card.md").is_file()
-    assert (tmp_path / "mla_hf" / "data" / "av_digits_synthesis.py").is_file()
+    assert (target / "mla_hf" / "model_cards" / "mla_model_card.md").is_file()
+    assert (target / "mla_hf" / "data" / "av_digits_synthesis.py").is_file()
