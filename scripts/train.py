@@ -106,26 +106,25 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: ML
          script_args: ScriptArguments = ScriptArguments()) -> dict:
     with training_args.main_process_first(desc="loading the dataset"):  # one rank generates AV-Digits
         raw, modality_kinds = load_multimodal_dataset(data_args)
-    trainer, metrics = train_and_test(model_args, data_args, raw, modality_kinds, training_args)
-    runs = {training_args.method: trainer.state.log_history}
+    runs = {training_args.method: train_and_test(model_args, data_args, raw, modality_kinds, training_args)}
     if script_args.compare_joint and training_args.method != "joint":
         joint_args = MLATrainingArguments(**{**training_args.to_dict(), "method": "joint", "method_kwargs": {},
                                              "output_dir": os.path.join(training_args.output_dir, "joint")})
-        joint_trainer, joint_metrics = train_and_test(model_args, data_args, raw, modality_kinds, joint_args)
-        runs["joint"] = joint_trainer.state.log_history
+        runs["joint"] = train_and_test(model_args, data_args, raw, modality_kinds, joint_args)
+    trainer, metrics = runs[training_args.method]
     if trainer.is_world_process_zero():
         modalities = list(modality_kinds)
         print(f"\nTest split ({data_args.dataset}), accuracy:")
         print(f"  {'method':<12}{'fused':>8}" + "".join(f"{name:>8}" for name in modalities))
-        results = {training_args.method: metrics, **({"joint": joint_metrics} if "joint" in runs and len(runs) > 1 else {})}
-        for name, result in results.items():
+        for name, (_, result) in runs.items():
             cells = [result["test_accuracy"], *(result[f"test_{modality}_accuracy"] for modality in modalities)]
             print(f"  {name:<12}" + "".join(f"{value:>8.4f}" for value in cells))
         with open(os.path.join(training_args.output_dir, "test_results.json"), "w") as handle:
             json.dump(metrics, handle, indent=2)
         print(f"Model and processor saved to {training_args.output_dir}")
         if training_args.eval_strategy != "no":
-            plot = plot_laziness(runs, modalities, os.path.join(training_args.output_dir, "laziness.png"))
+            histories = {name: run_trainer.state.log_history for name, (run_trainer, _) in runs.items()}
+            plot = plot_laziness(histories, modalities, os.path.join(training_args.output_dir, "laziness.png"))
             print(f"Laziness plot: {plot}")
     return metrics
 

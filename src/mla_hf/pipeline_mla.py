@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from transformers import Pipeline
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
-from .processing_mla import MLAProcessor, load_audio, load_image
+from .processing_mla import MLAProcessor
 
 
 class MLAClassificationPipeline(Pipeline):
@@ -72,16 +72,7 @@ class MLAClassificationPipeline(Pipeline):
         present = {name: value for name, value in inputs.items() if value is not None}
         if not present:
             raise ValueError(f"An input has no modality: give at least one of {self.processor.modalities}.")
-        decoded = {}
-        for name, value in present.items():
-            kind = self.processor.kinds[name]
-            if kind == "image_processor":
-                decoded[name] = load_image(value)
-            elif kind == "feature_extractor":
-                decoded[name] = load_audio(value, self.processor.components[name].sampling_rate)
-            else:
-                decoded[name] = value
-        return {"samples": [decoded]}
+        return {"samples": [{name: self.processor.decode(name, value) for name, value in present.items()}]}
 
     def _forward(self, model_inputs: dict, fusion: str | None = None) -> dict:
         batch = self.processor(model_inputs["samples"]).to(self.device)

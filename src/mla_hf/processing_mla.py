@@ -97,7 +97,7 @@ def load_image(source) -> Image.Image | np.ndarray | torch.Tensor:
         except (OSError, UnidentifiedImageError) as error:
             raise ValueError(f"Cannot read image file '{source}': {error}") from error
     if isinstance(source, Image.Image):
-        return source.convert("RGB")
+        return source if source.mode == "RGB" else source.convert("RGB")  # decoded once already by the pipeline
     if isinstance(source, (np.ndarray, torch.Tensor)):
         return source
     raise ValueError(f"An image must be a path, a PIL image, an array or a tensor, got {type(source).__name__}.")
@@ -207,17 +207,26 @@ class MLAProcessor(PushToHubMixin):
             return {name: [sample.get(name) for sample in samples] for name in self.components}
         raise ValueError("Expected a non-empty list of {modality: input} dicts or a dict of modality columns.")
 
-    def _encode(self, name: str, component, values: list, padding: str) -> dict[str, torch.Tensor]:
+    def decode(self, name: str, value):
+        """One raw input of modality `name`, ready for its component: an RGB image, a waveform at the feature
+        extractor's rate, or the text itself."""
         kind = self.kinds[name]
         if kind == "image_processor":
-            return dict(component([load_image(value) for value in values], return_tensors="pt"))
+            return load_image(value)
         if kind == "feature_extractor":
-            rate = component.sampling_rate
-            audio = [load_audio(value, rate) for value in values]
-            features = dict(component(audio, sampling_rate=rate, return_tensors="pt"))
-            return _as_image(name, features) if name in self.spectrogram_as_image else features
-        if not all(isinstance(value, str) for value in values):
+            return load_audio(value, self.components[name].sampling_rate)
+        if not isinstance(value, str):
             raise ValueError(f"'{name}' inputs must be strings.")
+        return value
+
+    def _encode(self, name: str, component, values: list, padding: str) -> dict[str, torch.Tensor]:
+        values = [self.decode(name, value) for value in values]
+        kind = self.kinds[name]
+        if kind == "image_processor":
+            return dict(component(values, return_tensors="pt"))
+        if kind == "feature_extractor":
+            features = dict(component(values, sampling_rate=component.sampling_rate, return_tensors="pt"))
+            return _as_image(name, features) if name in self.spectrogram_as_image else features
         limit = self.max_length.get(name, component.model_max_length)
         limit = limit if limit < 1_000_000 else None  # tokenizers without a limit report a huge sentinel
         if padding == "max_length" and limit is None:

@@ -28,10 +28,11 @@ import pyarrow as pa
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from .manifest import stratified_split
 from .speech import speech_backend
 
 
-AV_DIGITS_VERSION = "1.0"
+AV_DIGITS_VERSION = "1.1"  # 1.1: the shared stratified split (same full set; tiny subsets differ)
 LABEL_NAMES = [str(digit) for digit in range(10)]
 SAMPLING_RATE = 16_000
 _CHUNK_IMAGES = 150  # images synthesised by one worker process
@@ -74,24 +75,18 @@ def _features() -> datasets.Features:
 
 
 def _split_images(labels: np.ndarray, settings: AVDigitsSettings) -> dict[str, np.ndarray]:
-    """Stratified: each digit's images are shuffled (seeded) and cut into test, validation and train shares."""
-    rng = np.random.default_rng(settings.seed)
-    splits = {"train": [], "validation": [], "test": []}
-    for digit in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == digit))
-        num_test = max(1, round(settings.test_share * len(members)))
-        num_validation = max(1, round(settings.validation_share * len(members)))
-        splits["test"] += list(members[:num_test])
-        splits["validation"] += list(members[num_test : num_test + num_validation])
-        splits["train"] += list(members[num_test + num_validation :])
-    return {split: np.sort(np.array(indices, dtype=int)) for split, indices in splits.items()}
+    """Stratified and seeded: each digit's images are cut into test and validation shares, the rest is train."""
+    shares = {"train": 1 - settings.validation_share - settings.test_share, "test": settings.test_share,
+              "validation": settings.validation_share}
+    assignment = np.array(stratified_split(list(labels), shares, settings.seed))
+    return {split: np.flatnonzero(assignment == split) for split in ("train", "validation", "test")}
 
 
-def _synthesize_in_fresh_processes(settings: AVDigitsSettings, chunks: list[np.ndarray], num_proc: int) -> list[dict]:
+def _synthesize_in_fresh_processes(settings: AVDigitsSettings, digits, chunks: list[np.ndarray],
+                                   num_proc: int) -> list[dict]:
     """Run `av_digits_synthesis.py` on each chunk of image indices, `num_proc` processes at a time."""
     # Plain subprocesses rather than multiprocessing: "spawn" re-imports the caller's main module, which breaks
     # scripts without an `if __name__ == "__main__"` guard, and "fork" would inherit the caller's eSpeak NG state.
-    digits = load_digits()
     with tempfile.TemporaryDirectory(prefix="av-digits-") as workspace:
         requests = []
         for number, indices in enumerate(chunks):
@@ -146,14 +141,16 @@ def generate_av_digits(settings: AVDigitsSettings = AVDigitsSettings(), num_proc
     process (`num_proc` at a time, by default one per CPU), so the result depends neither on what the calling process
     synthesised before nor on `num_proc`.
     """
-    labels = load_digits().target
+    digits = load_digits()
+    labels = digits.target
     candidates = np.arange(len(labels))
     if settings.max_images is not None:
         candidates = np.sort(np.random.default_rng(settings.seed).permutation(len(labels))[: settings.max_images])
     image_splits = {split: candidates[rows] for split, rows in _split_images(labels[candidates], settings).items()}
     chunks = [(split, indices[start : start + _CHUNK_IMAGES])
               for split, indices in image_splits.items() for start in range(0, len(indices), _CHUNK_IMAGES)]
-    results = _synthesize_in_fresh_processes(settings, [indices for _, indices in chunks], num_proc or os.cpu_count() or 1)
+    results = _synthesize_in_fresh_processes(settings, digits, [indices for _, indices in chunks],
+                                             num_proc or os.cpu_count() or 1)
     splits = {}
     for split, indices in image_splits.items():
         pairs = [result for (chunk_split, _), result in zip(chunks, results) if chunk_split == split]

@@ -36,12 +36,12 @@ def preprocess_dataset(dataset: datasets.DatasetDict | datasets.Dataset, process
     splits = dataset if isinstance(dataset, datasets.DatasetDict) else {"data": dataset}
     processed = {}
     for name, split in splits.items():
-        missing = [column for column in (label_column,) if column not in split.column_names]
-        if missing or not set(processor.modalities) & set(split.column_names):
+        if label_column not in split.column_names or not set(processor.modalities) & set(split.column_names):
             raise ValueError(
                 f"Split '{name}' has columns {split.column_names}; expected a '{label_column}' column and at least one "
                 f"of the modalities {processor.modalities}."
             )
+
         def encode(batch):
             inputs = {modality: batch[modality] for modality in processor.modalities if modality in batch}
             return {name: tensor.numpy() for name, tensor in processor(inputs, padding="max_length").items()}
