@@ -2,11 +2,14 @@ import os
 import subprocess
 import sys
 
-import pytest
-import torch
-from transformers import ASTConfig, BertConfig, ViTConfig
+# Before anything imports huggingface_hub (it reads the variable once): tests never reach the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from mla_hf import MLAConfig
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from transformers import ASTConfig, BertConfig, ViTConfig  # noqa: E402
+
+from mla_hf import MLAConfig  # noqa: E402
 
 
 WIDTH = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)

@@ -58,7 +58,7 @@ def test_invalid_config_names_the_problem(kwargs, message):
 
 
 def test_invalid_backbones_name_the_problem(tmp_path):
-    with pytest.raises(ValueError, match="not a local folder"):
+    with pytest.raises(OSError, match="'image', '.*nowhere', is neither a local folder"):
         MLAConfig(modalities={"image": str(tmp_path / "nowhere")})
     with pytest.raises(ValueError, match="model_type"):
         MLAConfig(modalities={"image": {"hidden_size": 3}})

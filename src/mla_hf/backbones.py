@@ -6,6 +6,7 @@ Part of the flat group of modules shipped as remote code: it imports nothing fro
 import inspect
 
 import torch
+from transformers import AutoModel
 
 
 # Rank (number of dimensions, batch included) and layout of the common backbone inputs. Audio inputs differ per family:
@@ -32,6 +33,17 @@ def backbone_width(backbone_config) -> int:
         f"Cannot tell the output width of a '{backbone_config.model_type}' backbone: its config has neither "
         "`hidden_size` nor `hidden_sizes`."
     )
+
+
+def backbone_model_class(backbone_config) -> type | None:
+    """The `AutoModel` class a backbone config builds, or None for a config AutoModel does not know."""
+    return AutoModel._model_mapping.get(type(backbone_config), None)
+
+
+def has_attention(backbone_config) -> bool:
+    """Whether a backbone has attention layers, i.e. an `attn_implementation` means something to it (a ResNet has
+    none, and transformers refuses "sdpa" for it)."""
+    return any(getattr(backbone_config, key, None) for key in ("num_attention_heads", "encoder_attention_heads"))
 
 
 def expected_input_layout(backbone_config, argument: str) -> tuple[int, str] | None:

@@ -13,9 +13,9 @@ from torch import nn
 class SharedHead(nn.Module):
     """MLA: ONE linear layer applied to each modality's feature separately (no concatenation)."""
 
-    def __init__(self, projection_dim: int, num_labels: int, num_modalities: int):
+    def __init__(self, projection_dim: int, num_labels: int, num_modalities: int, dtype=None):
         super().__init__()
-        self.linear = nn.Linear(projection_dim, num_labels)
+        self.linear = nn.Linear(projection_dim, num_labels, dtype=dtype)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.linear(features)
@@ -24,9 +24,9 @@ class SharedHead(nn.Module):
 class PerModalityHead(nn.Module):
     """QMF and late fusion: a separate linear layer per modality."""
 
-    def __init__(self, projection_dim: int, num_labels: int, num_modalities: int):
+    def __init__(self, projection_dim: int, num_labels: int, num_modalities: int, dtype=None):
         super().__init__()
-        self.linears = nn.ModuleList(nn.Linear(projection_dim, num_labels) for _ in range(num_modalities))
+        self.linears = nn.ModuleList(nn.Linear(projection_dim, num_labels, dtype=dtype) for _ in range(num_modalities))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.stack([linear(features[:, index]) for index, linear in enumerate(self.linears)], dim=1)
@@ -40,10 +40,10 @@ class ConcatHead(nn.Module):
     modalities present in a sample).
     """
 
-    def __init__(self, projection_dim: int, num_labels: int, num_modalities: int):
+    def __init__(self, projection_dim: int, num_labels: int, num_modalities: int, dtype=None):
         super().__init__()
         self.num_modalities = num_modalities
-        self.linear = nn.Linear(projection_dim * num_modalities, num_labels)
+        self.linear = nn.Linear(projection_dim * num_modalities, num_labels, dtype=dtype)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         batch_size, num_modalities, width = features.shape

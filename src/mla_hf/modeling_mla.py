@@ -8,7 +8,8 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .backbones import backbone_width, expected_input_layout, forward_arguments
+from .adapters import adapter_config_dict, inject_adapters, merge_adapters
+from .backbones import backbone_model_class, backbone_width, expected_input_layout, forward_arguments, has_attention
 from .configuration_mla import MLAConfig
 from .fusion import fuse, fusion_weights
 from .heads import HEADS
@@ -16,6 +17,7 @@ from .pooling import pool
 
 
 PIPELINE_TASK = "mla-classification"
+IGNORE_INDEX = -100  # a label the loss skips, as everywhere in transformers
 
 
 @dataclass
@@ -51,6 +53,39 @@ class MLAPreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False  # the Trainer would otherwise pass `num_items_in_batch` into **modality_inputs
     main_input_name = "modality_mask"  # there is no single main input; the Trainer only uses it to count tokens
 
+    # MLA itself has no attention: what it supports is what every backbone with attention supports.
+    @property
+    def _supports_sdpa(self) -> bool:
+        return self._backbones_support("_supports_sdpa")
+
+    @property
+    def _supports_flash_attn(self) -> bool:
+        return self._backbones_support("_supports_flash_attn")
+
+    @property
+    def _supports_flex_attn(self) -> bool:
+        return self._backbones_support("_supports_flex_attn")
+
+    @property
+    def _supports_attention_backend(self) -> bool:
+        return self._backbones_support("_supports_attention_backend")
+
+    def _backbones_support(self, flag: str) -> bool:
+        return all(getattr(backbone_model_class(backbone), flag, False)
+                   for backbone in self.config.modalities.values() if has_attention(backbone))
+
+    def _sdpa_can_dispatch(self, is_init_check: bool = False) -> bool:
+        # transformers' own check, but naming the backbone that lacks SDPA rather than MLAModel.
+        for name, backbone in self.config.modalities.items():
+            model_class = backbone_model_class(backbone)
+            if has_attention(backbone) and not getattr(model_class, "_supports_sdpa", False):
+                raise ValueError(
+                    f"The '{name}' backbone, {getattr(model_class, '__name__', backbone.model_type)}, does not support "
+                    "an attention implementation through torch.nn.functional.scaled_dot_product_attention yet. Ask "
+                    f"for SDPA per modality instead, e.g. attn_implementation={{'{name}': 'eager'}}."
+                )
+        return True
+
     @torch.no_grad()
     def _init_weights(self, module):
         # Backbones keep their own initialisation; this only reaches the projections and heads.
@@ -58,6 +93,29 @@ class MLAPreTrainedModel(PreTrainedModel):
             nn.init.normal_(module.weight, std=self.config.initializer_range)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, strict: a checkpoint that does not hold every weight of the model (a
+        corrupt or foreign file, or a config override such as another `head_type` that changes the heads) is an
+        error rather than a silently re-initialised layer. Pass `ignore_mismatched_sizes=True` to re-initialise
+        layers whose shape changed on purpose (e.g. a new `num_labels`)."""
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        problems = {key: sorted(info.get(key) or []) for key in ("missing_keys", "unexpected_keys")}
+        if not kwargs.get("ignore_mismatched_sizes"):
+            problems["mismatched_keys"] = sorted(str(entry[0]) if isinstance(entry, tuple) else str(entry)
+                                                 for entry in info.get("mismatched_keys") or [])
+        problems = {key: values for key, values in problems.items() if values}
+        if problems:
+            details = "; ".join(f"{key.replace('_', ' ')}: {', '.join(values[:8])}" + (" ..." if len(values) > 8 else "")
+                                for key, values in problems.items())
+            raise ValueError(
+                f"The checkpoint does not match this model ({details}). Loading it would leave these weights randomly "
+                "initialised. Check that the folder is an MLA checkpoint and that no config override (head_type, "
+                "projection_dim, modalities) changes the architecture."
+            )
+        return (model, info) if wants_info else model
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as a complete remote-code folder: besides the config and weights, the code of the model and of
@@ -98,17 +156,55 @@ class MLAModel(MLAPreTrainedModel):
         super().__init__(config)
         if not config.modalities:
             raise ValueError("MLAConfig has no modalities: give at least one, e.g. modalities={'image': ViTConfig()}.")
-        self.encoders = nn.ModuleDict({name: AutoModel.from_config(cfg) for name, cfg in config.modalities.items()})
+        dtype = {"dtype": config.dtype} if config.dtype is not None else {}
+        # from_config keeps the backbone config object: config.modalities[m] IS self.encoders[m].config, so
+        # attn_implementation and dtype set on the MLA config reach the running backbones.
+        self.encoders = nn.ModuleDict({name: AutoModel.from_config(cfg, **dtype) for name, cfg in config.modalities.items()})
         self.projections = nn.ModuleDict(
-            {name: nn.Linear(backbone_width(cfg), config.projection_dim) for name, cfg in config.modalities.items()}
+            {name: nn.Linear(backbone_width(cfg), config.projection_dim, **dtype) for name, cfg in config.modalities.items()}
         )
-        self.head = HEADS[config.head_type](config.projection_dim, config.num_labels, len(config.modalities))
+        self.head = HEADS[config.head_type](config.projection_dim, config.num_labels, len(config.modalities), **dtype)
         self._backbone_arguments = {name: forward_arguments(encoder) for name, encoder in self.encoders.items()}
         # post_init only gathers these from direct children; the backbones sit inside a ModuleDict.
         self._no_split_modules = sorted({m for e in self.encoders.values() for m in (e._no_split_modules or [])})
         self.post_init()
-        for name, folder in config._pretrained_backbones.items():
-            self.encoders[name].load_state_dict(AutoModel.from_pretrained(folder).state_dict())
+        for name, (source, hub_options) in config._pretrained_backbones.items():
+            # The concrete class, not AutoModel: with peft installed AutoModel also looks for an adapter config and
+            # drops local_files_only/cache_dir doing so (transformers 5.24), which reaches for the network.
+            pretrained = type(self.encoders[name]).from_pretrained(source, **hub_options)
+            self.encoders[name].load_state_dict(pretrained.state_dict())
+        for name, saved in config.backbone_adapters.items():
+            inject_adapters(self.encoders[name], saved)
+
+    def add_backbone_adapters(self, adapters: dict) -> "MLAModel":
+        """Parameter-efficient fine-tuning: inject `peft` adapters into chosen backbones, e.g.
+        `model.add_backbone_adapters({"image": LoraConfig(r=8, target_modules=["q_proj", "v_proj"])})`.
+
+        Those backbones' base weights are frozen and only their adapters train; the other backbones, the
+        projections and the head train as before. The adapters are recorded in `config.backbone_adapters`, so
+        checkpoints hold them and `from_pretrained` restores them (with `peft` installed).
+
+        Args:
+            adapters: `{modality: peft config}`, a `PeftConfig` or its dict, for any peft method that
+                `peft.inject_adapter_in_model` supports (LoRA, LoHa, IA3, ...).
+        """
+        self.config._check_known_modalities("add_backbone_adapters", adapters)
+        already = sorted(set(adapters) & set(self.config.backbone_adapters))
+        if already:
+            raise ValueError(f"Modalities {already} already have adapters; merge them first (merge_backbone_adapters).")
+        for name, peft_config in adapters.items():
+            saved = adapter_config_dict(peft_config)
+            inject_adapters(self.encoders[name], saved)
+            self.config.backbone_adapters[name] = saved
+        return self
+
+    def merge_backbone_adapters(self) -> "MLAModel":
+        """Fold every backbone adapter into its base weights. The model is then a plain MLA model again: saved, it
+        loads with `from_pretrained`, the pipeline and `trust_remote_code` without peft."""
+        for name in list(self.config.backbone_adapters):
+            merge_adapters(self.encoders[name])
+            del self.config.backbone_adapters[name]
+        return self
 
     @property
     def modalities(self) -> list[str]:
@@ -126,7 +222,7 @@ class MLAModel(MLAPreTrainedModel):
         r"""
         Args:
             labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
-                Class indices in `[0, num_labels)`.
+                Class indices in `[0, num_labels)`; -100 marks a sample the loss skips.
             modality_mask (`torch.BoolTensor` of shape `(batch_size, num_modalities)`, *optional*):
                 False where a sample lacks a modality (columns in `config.modality_order`). Absent samples never
                 reach the backbone and take no part in fusion.
@@ -180,7 +276,11 @@ class MLAModel(MLAPreTrainedModel):
         loss = None
         if labels is not None:
             self._check_labels(labels)
-            loss = nn.functional.cross_entropy(logits[scored].float(), labels[scored])
+            targets = labels.masked_fill(~scored, IGNORE_INDEX)
+            if (targets != IGNORE_INDEX).any():
+                loss = nn.functional.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX)
+            else:  # nothing to score: a zero that still reaches every parameter used (no NaN from 0 / 0)
+                loss = logits.float().sum() * 0.0
 
         output = MLAModelOutput(
             loss=loss,
@@ -287,10 +387,11 @@ class MLAModel(MLAPreTrainedModel):
     def _check_labels(self, labels: torch.Tensor):
         if labels.dim() != 1 or labels.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"`labels` must be a 1-D integer tensor (batch,), got {labels.dtype} of shape {tuple(labels.shape)}.")
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self.config.num_labels):
+        valid = labels[labels != IGNORE_INDEX]
+        if valid.numel() and (valid.min() < 0 or valid.max() >= self.config.num_labels):
             raise ValueError(
-                f"`labels` must lie in [0, {self.config.num_labels}), got values from {int(labels.min())} to "
-                f"{int(labels.max())}."
+                f"`labels` must lie in [0, {self.config.num_labels}) (or be {IGNORE_INDEX}, ignored), got values from "
+                f"{int(valid.min())} to {int(valid.max())}."
             )
 
 

@@ -16,7 +16,6 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from transformers import (
     ASTConfig,
     ASTFeatureExtractor,
-    AutoConfig,
     AutoFeatureExtractor,
     AutoImageProcessor,
     AutoTokenizer,
@@ -26,8 +25,9 @@ from transformers import (
     ViTConfig,
     ViTImageProcessorPil,
 )
+from transformers.utils import cached_file
 
-from .configuration_mla import MLAConfig
+from .configuration_mla import MLAConfig, hub_options_for
 from .processing_mla import MLAProcessor
 
 
@@ -110,44 +110,56 @@ def small_backbone(kind: str, hidden_size: int = 64, num_layers: int = 2, shape:
     raise ValueError(f"Unknown modality kind '{kind}'; expected one of {MODALITY_KINDS}.")
 
 
-def pretrained_backbone(path: str, kind: str):
-    """(folder, preprocessing component) of a pretrained backbone saved locally with `save_pretrained`."""
+def pretrained_backbone(source: str, kind: str, **hub_options):
+    """(source, preprocessing component) of a pretrained backbone: a Hub id (`"google/vit-base-patch16-224"`) or a
+    local folder, resolved as `from_pretrained` resolves it (`revision`, `cache_dir`, `local_files_only`, `token`;
+    `HF_HUB_OFFLINE` and `HF_HUB_CACHE` are honoured). The component (image processor, feature extractor or
+    tokenizer) comes from the same repository as the weights."""
     loaders = {"audio": AutoFeatureExtractor, "image": AutoImageProcessor, "text": AutoTokenizer}
     if kind not in loaders:
         raise ValueError(f"Unknown modality kind '{kind}'; expected one of {MODALITY_KINDS}.")
-    AutoConfig.from_pretrained(path)  # a clear error early when the folder holds no model
     # AutoTokenizer builds a 5-token tokenizer from a bare model config instead of failing: every word would be
     # [UNK]. Require the component's own files.
-    if not any(os.path.isfile(os.path.join(path, name)) for name in _COMPONENT_FILES[kind]):
-        raise ValueError(f"The backbone folder '{path}' has no {kind} preprocessing component (none of "
+    try:
+        found = [name for name in _COMPONENT_FILES[kind]
+                 if cached_file(source, name, _raise_exceptions_for_missing_entries=False, **hub_options)]
+    except OSError as error:
+        raise OSError(f"Cannot resolve the pretrained backbone '{source}' ({kind}): {error}") from error
+    if not found:
+        raise ValueError(f"The backbone '{source}' has no {kind} preprocessing component (none of "
                          f"{list(_COMPONENT_FILES[kind])}): save its tokenizer or processor next to the model.")
     try:
-        return path, loaders[kind].from_pretrained(path)
+        return source, loaders[kind].from_pretrained(source, **hub_options)
     except (OSError, ValueError) as error:
-        raise ValueError(f"The backbone folder '{path}' has no {kind} preprocessing component: {error}") from error
+        raise ValueError(f"The backbone '{source}' has no usable {kind} preprocessing component: {error}") from error
 
 
 def build_model_and_processor(modality_kinds: dict[str, str], label_names: list[str], pretrained: dict | None = None,
                               hidden_size: int = 64, num_layers: int = 2, shape: SmallBackboneShape | None = None,
-                              architecture: str = "resnet", text_corpus=None, **config_kwargs) -> tuple[MLAConfig, MLAProcessor]:
+                              architecture: str = "resnet", text_corpus=None, hub_options: dict | None = None,
+                              **config_kwargs) -> tuple[MLAConfig, MLAProcessor]:
     """An `MLAConfig` and the matching `MLAProcessor` for modalities of the given kinds.
 
     Args:
         modality_kinds: `{modality: "audio" | "image" | "text"}`, in model order.
         label_names: class names; `id2label`/`label2id` follow their order.
-        pretrained: `{modality: local folder}` for the modalities that start from a pretrained backbone.
+        pretrained: `{modality: Hub id or local folder}` for the modalities that start from a pretrained backbone.
         hidden_size, num_layers, shape, architecture: the random-init backbones (see `small_backbone`).
         text_corpus: training texts, to learn a tokenizer for random-init text backbones.
-        config_kwargs: other `MLAConfig` arguments (`projection_dim`, `head_type`, `fusion`, ...).
+        hub_options: `revision`, `cache_dir`, `local_files_only`, `token` for the pretrained backbones, each one value
+            or a `{modality: value}` dict.
+        config_kwargs: other `MLAConfig` arguments (`projection_dim`, `head_type`, `fusion`, `attn_implementation`,
+            `dtype`, ...).
     """
-    pretrained = dict(pretrained or {})
+    pretrained, hub_options = dict(pretrained or {}), dict(hub_options or {})
     unknown = set(pretrained) - set(modality_kinds)
     if unknown:
         raise ValueError(f"Pretrained backbones given for unknown modalities {sorted(unknown)}; modalities: {list(modality_kinds)}.")
     backbones, components, spectrogram_images = {}, {}, []
     for name, kind in modality_kinds.items():
         if name in pretrained:
-            backbones[name], components[name] = pretrained_backbone(pretrained[name], kind)
+            backbones[name], components[name] = pretrained_backbone(pretrained[name], kind,
+                                                                    **hub_options_for(hub_options, name))
             continue
         tokenizer = train_text_tokenizer(text_corpus) if kind == "text" and text_corpus is not None else None
         backbones[name], components[name] = small_backbone(kind, hidden_size, num_layers, shape, tokenizer, architecture)
@@ -157,6 +169,7 @@ def build_model_and_processor(modality_kinds: dict[str, str], label_names: list[
         modalities=backbones,
         id2label=dict(enumerate(label_names)),
         label2id={label: index for index, label in enumerate(label_names)},
+        **hub_options,
         **config_kwargs,
     )
     return config, MLAProcessor(components, spectrogram_as_image=spectrogram_images)
