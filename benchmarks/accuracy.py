@@ -31,9 +31,9 @@ from mla_hf.training.missing_modalities import drop_mask
 
 
 MODALITIES = ["audio", "image"]
-TRAINED = {  # row name -> (method, method_kwargs, extra training arguments)
+TRAINED = {  # row name -> (method, method_options, extra training arguments)
     "mla": ("mla", {}, {}),
-    "mla, no HGM": ("mla", {}, {"hgm": False}),
+    "mla, no HGM": ("mla", {"hgm": False}, {}),
     "joint": ("joint", {}, {}),
     "ogm_ge": ("ogm_ge", {}, {}),
     "qmf": ("qmf", {}, {}),
@@ -75,7 +75,7 @@ def train(row, seed, data, processor_config, args, scratch):
     spec = get_training_method(method)
     config, _ = build_model_and_processor(**processor_config, head_type=spec.head_type, fusion=spec.fusion)
     training_args = MLATrainingArguments(
-        output_dir=os.path.join(scratch, f"{row}-{seed}"), method=method, method_kwargs=kwargs, seed=seed,
+        output_dir=os.path.join(scratch, f"{row}-{seed}"), method=method, method_options=kwargs, seed=seed,
         num_train_epochs=args.epochs, learning_rate=1e-3, weight_decay=0.01, per_device_train_batch_size=64,
         per_device_eval_batch_size=256, save_strategy="no", eval_strategy="no", report_to="none", disable_tqdm=True,
         logging_steps=10_000, use_cpu=True, **extra,
@@ -88,7 +88,7 @@ def train(row, seed, data, processor_config, args, scratch):
 def evaluate_row(trainer, test, seed) -> dict:
     metrics = trainer.evaluate(test, metric_key_prefix="test")
     if trainer.args.method == "unimodal":  # only the trained modality means anything
-        trained = trainer.args.method_kwargs["modality"]
+        trained = trainer.args.method_options.modality
         return {"fused": None, **{name: metrics[f"test_{name}_accuracy"] if name == trained else None
                                   for name in MODALITIES}, **{f"fused, 50% lose {name}": None for name in MODALITIES}}
     result = {}

@@ -1,43 +1,67 @@
-"""Train a multimodal classifier with MLA or a baseline, evaluate it on the test split, save it and plot laziness.
+"""Train a multimodal classifier with MLA or a baseline, save it as a Hub-ready folder, then test it.
 
-    python scripts/train.py                                   # MLA on AV-Digits (generated offline, cached)
-    python scripts/train.py --compare_joint                   # and joint training beside it in the laziness plot
-    python scripts/train.py --method joint                    # a baseline, same data and backbones
-    python scripts/train.py --method unimodal --method_kwargs '{"modality": "audio"}'
-    python scripts/train.py --dataset crema_d --data_dir /data/CREMA-D
-    python scripts/train.py --dataset manifest --data_dir my_data.csv --pretrained_backbones '{"text": "./bert"}'
-    torchrun --nproc_per_node 2 scripts/train.py              # 2 processes on CPU (gloo)
-    accelerate launch --multi_gpu --num_processes 2 scripts/train.py
+examples:
+  python scripts/train.py                                   # MLA on AV-Digits (generated offline on first use)
+  python scripts/train.py --compare_joint                   # and joint training beside it in the laziness plot
+  python scripts/train.py --method joint                    # a baseline, same data and backbones
+  python scripts/train.py --method unimodal --unimodal.modality audio
+  python scripts/train.py --mla.hgm false --mla.modality_order shuffled
+  python scripts/train.py --dataset manifest --data_dir data.csv --modality_kinds '{"photo": "image", "caption": "text"}'
+  python scripts/train.py --dataset manifest --data_dir data.csv \\
+      --pretrained_backbones '{"image": "google/vit-base-patch16-224", "text": "google-bert/bert-base-uncased"}' \\
+      --lora_modalities all --attn_implementation sdpa --bf16
+  python scripts/train.py --resume_from_checkpoint latest   # continue an interrupted run in --output_dir
+  torchrun --nproc_per_node 2 scripts/train.py              # 2 processes (DDP; gloo on CPU)
 
-The best epoch is chosen on the validation split; the test split is only used for the final report. Every
-`MLATrainingArguments` / `TrainingArguments` flag works (`--help`). The output folder holds the model, its
-processor, the remote code, a model card (`README.md`), `test_results.json` and `laziness.png`: push it with
-`scripts/push_to_hub.py`, or train with `--push_to_hub --hub_model_id you/name`.
+The best epoch is chosen on the validation split; the final model is saved, then tested on the test split. The
+output folder holds the model, its processor, the remote code, a model card (README.md), test_results.json and
+laziness.png: push it with scripts/push_to_hub.py, or train with --push_to_hub --hub_model_id you/name.
 """
 
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from transformers import HfArgumentParser, set_seed
+from transformers import set_seed
 
 from mla_hf import MLAModel
 from mla_hf.data import DataArguments, label_names, load_multimodal_dataset, preprocess_dataset
-from mla_hf.presets import SmallBackboneShape, build_model_and_processor
+from mla_hf.presets import SmallBackboneShape, build_model_and_processor, lora_adapters
+from mla_hf.threads import configure_torch_threads
 from mla_hf.training import MLATrainer, MLATrainingArguments, get_training_method
+from mla_hf.training.argument_parser import MLAArgumentParser
 from mla_hf.training.laziness_plot import plot_laziness
+
+
+def json_or_text(value: str | None):
+    """A flag that takes one value or a JSON {modality: value} object."""
+    return json.loads(value) if value and value.lstrip().startswith("{") else value
 
 
 @dataclass
 class ModelArguments:
+    _argument_group_name = "model"
+
+    pretrained_backbones: str | None = field(default=None, metadata={
+        "help": 'JSON {modality: Hub id or local folder} of pretrained backbones, each with its processor or '
+                'tokenizer, e.g. \'{"image": "google/vit-base-patch16-224"}\'. Other modalities get small random-init '
+                "backbones."})
+    backbone_revision: str | None = field(default=None, metadata={
+        "help": "Revision (branch, tag or commit) of the pretrained backbones, or JSON {modality: revision}."})
+    attn_implementation: str | None = field(default=None, metadata={
+        "help": "Attention of the backbones: eager, sdpa, flash_attention_2..., or JSON {modality: implementation}."})
+    lora_modalities: str | None = field(default=None, metadata={
+        "help": "Comma-separated modalities (or 'all') whose backbones train LoRA adapters instead of all weights."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    lora_target_modules: str = field(default="all-linear", metadata={
+        "help": "Modules LoRA adapts: 'all-linear' or comma-separated names (e.g. q_proj,v_proj)."})
     architecture: str = field(default="resnet", metadata={"help": "Random-init backbones: 'resnet' or 'transformer'."})
     hidden_size: int = field(default=64, metadata={"help": "Width of the random-init backbones (last ResNet stage)."})
     num_layers: int = field(default=3, metadata={"help": "ResNet stages or transformer layers of random-init backbones."})
     projection_dim: int = field(default=64, metadata={"help": "Width of the common feature space."})
-    pretrained_backbones: str | None = field(
-        default=None, metadata={"help": "JSON {modality: local folder} of pretrained backbones with their processors."}
-    )
     image_size: int = field(default=32, metadata={"help": "Images are resized to this size (random-init backbones)."})
     num_mel_bins: int = field(default=40, metadata={"help": "Log-mel bins of audio spectrograms."})
     max_frames: int = field(default=100, metadata={"help": "Spectrogram frames (10 ms each); longer audio is cut."})
@@ -46,7 +70,12 @@ class ModelArguments:
 
 @dataclass
 class ScriptArguments:
+    _argument_group_name = "script"
+
     compare_joint: bool = field(default=False, metadata={"help": "Also train joint training and plot it beside."})
+    num_threads: int | None = field(default=None, metadata={
+        "help": "torch CPU threads per process (default: $OMP_NUM_THREADS when set, else the cores available to "
+                "each process). Oversubscribed threads make CPU training many times slower on a busy machine."})
 
 
 TRAINING_DEFAULTS = dict(
@@ -66,35 +95,36 @@ TRAINING_DEFAULTS = dict(
 )
 
 
-def make_parser() -> HfArgumentParser:
-    parser = HfArgumentParser((ModelArguments, DataArguments, MLATrainingArguments, ScriptArguments))
+def make_parser() -> MLAArgumentParser:
+    parser = MLAArgumentParser((ScriptArguments, ModelArguments, DataArguments, MLATrainingArguments),
+                               description=__doc__)
     parser.set_defaults(**TRAINING_DEFAULTS)
     return parser
 
 
-def train_and_test(model_args: ModelArguments, data_args: DataArguments, raw, modality_kinds: dict,
-                   training_args: MLATrainingArguments):
-    """Train one method on preprocessed data; returns the trainer and its test metrics."""
-    method = get_training_method(training_args.method)
-    set_seed(training_args.seed)  # the backbones' random initialisation, not only the training loop
+def build(model_args: ModelArguments, raw, modality_kinds: dict, method_name: str):
+    """The MLAConfig and MLAProcessor of a run, with LoRA adapters when asked for."""
+    method = get_training_method(method_name)
     shape = SmallBackboneShape(image_size=model_args.image_size, num_mel_bins=model_args.num_mel_bins,
                                max_frames=model_args.max_frames, max_text_length=model_args.max_text_length)
+    config_kwargs = {}
+    if model_args.attn_implementation:
+        config_kwargs["attn_implementation"] = json_or_text(model_args.attn_implementation)
+    hub_options = {"revision": json_or_text(model_args.backbone_revision)} if model_args.backbone_revision else None
     config, processor = build_model_and_processor(
-        modality_kinds, label_names(raw),
-        pretrained=json.loads(model_args.pretrained_backbones) if model_args.pretrained_backbones else None,
+        modality_kinds, label_names(raw), pretrained=json_or_text(model_args.pretrained_backbones),
         hidden_size=model_args.hidden_size, num_layers=model_args.num_layers, shape=shape,
-        architecture=model_args.architecture, text_corpus=_texts(raw["train"], modality_kinds),
-        projection_dim=model_args.projection_dim, head_type=method.head_type, fusion=method.fusion,
+        architecture=model_args.architecture, text_corpus=_texts(raw["train"], modality_kinds), hub_options=hub_options,
+        projection_dim=model_args.projection_dim, head_type=method.head_type, fusion=method.fusion, **config_kwargs,
     )
-    with training_args.main_process_first(desc="preprocessing"):  # one rank fills the datasets cache
-        processed = preprocess_dataset(raw, processor)
-    trainer = MLATrainer(model=MLAModel(config), args=training_args, train_dataset=processed["train"],
-                         eval_dataset=processed["validation"], processing_class=processor)
-    trainer.train()
-    metrics = trainer.evaluate(processed["test"], metric_key_prefix="test")
-    trainer.save_model()
-    trainer.create_model_card(dataset=data_args.dataset)  # README.md: the folder is a complete Hub repo
-    return trainer, metrics
+    model = MLAModel(config)
+    if model_args.lora_modalities:
+        modalities = list(modality_kinds) if model_args.lora_modalities == "all" else model_args.lora_modalities.split(",")
+        targets = model_args.lora_target_modules
+        model.add_backbone_adapters(lora_adapters(
+            modalities, r=model_args.lora_r, alpha=model_args.lora_alpha, dropout=model_args.lora_dropout,
+            target_modules=targets if targets == "all-linear" else targets.split(",")))
+    return model, processor
 
 
 def _texts(split, modality_kinds: dict) -> list[str] | None:
@@ -102,31 +132,73 @@ def _texts(split, modality_kinds: dict) -> list[str] | None:
     return [text for name in columns for text in split[name] if text] or None
 
 
-def main(model_args: ModelArguments, data_args: DataArguments, training_args: MLATrainingArguments,
-         script_args: ScriptArguments = ScriptArguments()) -> dict:
+def fit_splits(raw, training_args: MLATrainingArguments) -> MLATrainingArguments:
+    """Training arguments that the dataset's splits can honour: without a validation split there is no
+    evaluation during training, hence no best-model selection (said, not silently dropped)."""
+    if "train" not in raw:
+        raise ValueError(f"The dataset has no train split (splits: {list(raw)}).")
+    if "validation" in raw or training_args.eval_strategy == "no":
+        return training_args
+    print("No validation split: training without evaluation and keeping the last model.")
+    return replace(training_args, eval_strategy="no", load_best_model_at_end=False)
+
+
+def train_and_test(model_args, data_args, raw, modality_kinds: dict, training_args: MLATrainingArguments):
+    """Train one method, save it (before anything else can fail), then test it; returns (trainer, test metrics)."""
+    set_seed(training_args.seed)  # the backbones' random initialisation, not only the training loop
+    model, processor = build(model_args, raw, modality_kinds, training_args.method)
+    with training_args.main_process_first(desc="preprocessing"):  # one rank fills the datasets cache
+        processed = preprocess_dataset(raw, processor)
+    trainer = MLATrainer(model=model, args=training_args, train_dataset=processed["train"],
+                         eval_dataset=processed.get("validation"), processing_class=processor)
+    resume = training_args.resume_from_checkpoint
+    trainer.train(resume_from_checkpoint=True if resume in ("latest", "true", "True") else resume)
+    trainer.save_model()
+    metrics = None
+    if "test" in processed:
+        metrics = trainer.evaluate(processed["test"], metric_key_prefix="test")
+    elif trainer.is_world_process_zero():
+        print("No test split: the model is saved untested.")
+    trainer.create_model_card(dataset=data_args.dataset)  # README.md: the folder is a complete Hub repo
+    return trainer, metrics
+
+
+def main(script_args: ScriptArguments, model_args: ModelArguments, data_args: DataArguments,
+         training_args: MLATrainingArguments) -> dict | None:
+    configure_torch_threads(script_args.num_threads)
     with training_args.main_process_first(desc="loading the dataset"):  # one rank generates AV-Digits
         raw, modality_kinds = load_multimodal_dataset(data_args)
+    training_args = fit_splits(raw, training_args)
     runs = {training_args.method: train_and_test(model_args, data_args, raw, modality_kinds, training_args)}
     if script_args.compare_joint and training_args.method != "joint":
-        joint_args = MLATrainingArguments(**{**training_args.to_dict(), "method": "joint", "method_kwargs": {},
-                                             "output_dir": os.path.join(training_args.output_dir, "joint")})
+        joint_args = replace(training_args, method="joint", method_options=None, resume_from_checkpoint=None,
+                             output_dir=os.path.join(training_args.output_dir, "joint"), push_to_hub=False)
         runs["joint"] = train_and_test(model_args, data_args, raw, modality_kinds, joint_args)
     trainer, metrics = runs[training_args.method]
     if trainer.is_world_process_zero():
-        modalities = list(modality_kinds)
+        report(runs, list(modality_kinds), data_args, training_args)
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+    return metrics
+
+
+def report(runs: dict, modalities: list[str], data_args: DataArguments, training_args: MLATrainingArguments):
+    output_dir = training_args.output_dir
+    trainer, metrics = runs[training_args.method]
+    if metrics is not None:
         print(f"\nTest split ({data_args.dataset}), accuracy:")
         print(f"  {'method':<12}{'fused':>8}" + "".join(f"{name:>8}" for name in modalities))
         for name, (_, result) in runs.items():
-            cells = [result["test_accuracy"], *(result[f"test_{modality}_accuracy"] for modality in modalities)]
+            cells = [result["test_accuracy"], *(result.get(f"test_{modality}_accuracy", float("nan"))
+                                                for modality in modalities)]
             print(f"  {name:<12}" + "".join(f"{value:>8.4f}" for value in cells))
-        with open(os.path.join(training_args.output_dir, "test_results.json"), "w") as handle:
+        with open(os.path.join(output_dir, "test_results.json"), "w") as handle:
             json.dump(metrics, handle, indent=2)
-        print(f"Model and processor saved to {training_args.output_dir}")
-        if training_args.eval_strategy != "no":
-            histories = {name: run_trainer.state.log_history for name, (run_trainer, _) in runs.items()}
-            plot = plot_laziness(histories, modalities, os.path.join(training_args.output_dir, "laziness.png"))
-            print(f"Laziness plot: {plot}")
-    return metrics
+    print(f"Model and processor saved to {output_dir}")
+    if training_args.eval_strategy != "no":
+        histories = {name: run_trainer.state.log_history for name, (run_trainer, _) in runs.items()}
+        plot = plot_laziness(histories, modalities, os.path.join(output_dir, "laziness.png"))
+        print(f"Laziness plot: {plot}")
 
 
 if __name__ == "__main__":

@@ -28,18 +28,38 @@ def test_projected_step_keeps_the_head_output_on_the_previous_mean(dim):
     assert head_step_change(dim, project=False) > 1e-2
 
 
-def test_projection_is_float32_in_float32_out():
+def test_projection_is_float32_in_float32_out_and_reports_what_it_lets_through():
     projector = HeadGradientProjector(8)
     projector.update(torch.ones(8), alpha=0.1)
     grad = torch.randn(3, 8)
-    projected = projector.project_(grad.clone())
+    projected = grad.clone()
+    ratio = projector.project_(projected)
     assert projected.dtype == torch.float32
     torch.testing.assert_close(projected, grad @ projector.P.float())
+    assert ratio == pytest.approx(float(projected.norm() / grad.norm()), rel=1e-6) and ratio < 1
 
 
 def test_identity_before_any_update():
     grad = torch.randn(4, 6)
-    assert torch.equal(HeadGradientProjector(6).project_(grad.clone()), grad)
+    projected = grad.clone()
+    assert HeadGradientProjector(6).project_(projected) == pytest.approx(1.0)
+    assert torch.equal(projected, grad)
+
+
+def test_forgetting_keeps_p_from_collapsing_and_the_spectrum_shows_it():
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(400, 8, generator=generator, dtype=torch.float64)
+    plain, forgetting = HeadGradientProjector(8), HeadGradientProjector(8, forgetting=0.05)
+    for feature in features:
+        plain.update(feature, alpha=0.01)
+        forgetting.update(feature, alpha=0.01)
+    assert plain.spectrum()["p_min_eigenvalue"] < 1e-3  # every direction seen often: the head is frozen
+    assert forgetting.spectrum()["p_min_eigenvalue"] > 0.04  # (1 - f) P + f I keeps every eigenvalue >= f
+    assert 1 <= forgetting.spectrum()["p_effective_rank"] <= 8
+    forgetting.reset()
+    assert torch.equal(forgetting.P, torch.eye(8, dtype=torch.float64))
+    with pytest.raises(ValueError, match="forgetting"):
+        HeadGradientProjector(8, forgetting=1.0)
 
 
 def test_stays_finite_symmetric_and_psd_over_1e5_updates():

@@ -1,4 +1,4 @@
-"""scripts/train.py and scripts/evaluate.py end to end, on a small AV-Digits and a tiny budget."""
+"""scripts/train.py and scripts/evaluate_model.py end to end, on a small AV-Digits and a tiny budget."""
 
 import json
 import os
@@ -12,7 +12,7 @@ from mla_hf.processing_mla import MLAProcessor
 
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
-import evaluate as evaluate_script  # noqa: E402
+import evaluate_model as evaluate_script  # noqa: E402
 import train  # noqa: E402
 
 

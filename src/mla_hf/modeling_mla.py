@@ -292,7 +292,8 @@ class MLAModel(MLAPreTrainedModel):
         )
         return output if return_dict is not False else output.to_tuple()
 
-    def modality_presence(self, labels=None, modality_mask=None, **modality_inputs) -> torch.BoolTensor:
+    def modality_presence(self, labels=None, modality_mask=None, modality=None, fusion=None, return_dict=None,
+                          **modality_inputs) -> torch.BoolTensor:
         """`(batch_size, num_modalities)` bool: which modalities each sample of a batch has, i.e. inputs were given
         and `modality_mask` does not hide them. Takes the same keyword arguments as `forward` and runs no encoder."""
         inputs = self._group_inputs(modality_inputs)

@@ -173,3 +173,12 @@ def build_model_and_processor(modality_kinds: dict[str, str], label_names: list[
         **config_kwargs,
     )
     return config, MLAProcessor(components, spectrogram_as_image=spectrogram_images)
+
+
+def lora_adapters(modalities: list[str], r: int = 8, alpha: int = 16, dropout: float = 0.0,
+                  target_modules: str | list[str] = "all-linear") -> dict:
+    """`{modality: LoraConfig}` for `MLAModel.add_backbone_adapters`: the same LoRA on each named backbone."""
+    from peft import LoraConfig
+
+    return {name: LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules)
+            for name in modalities}

@@ -15,6 +15,8 @@ DATASET_NAMES = ("av_digits", "manifest", *PAPER_DATASETS)
 
 @dataclass
 class DataArguments:
+    _argument_group_name = "data"
+
     dataset: str = field(default="av_digits", metadata={"help": f"One of {', '.join(DATASET_NAMES)}."})
     data_dir: str | None = field(
         default=None, metadata={"help": "Root folder of a paper dataset, or the manifest file for 'manifest'."}

@@ -16,11 +16,19 @@ class HeadGradientProjector:
         dim: width of the features entering the head (`projection_dim`).
         normalize: divide P by its Frobenius norm after each update, as the authors' code does. Off by default:
             it shrinks the head gradient by about 1/sqrt(dim).
+        forgetting: after each update, P <- (1 - forgetting) P + forgetting I: directions learned long ago are
+            released at this rate, so P cannot collapse to zero (0, the default, is the paper's RLS).
     """
 
-    def __init__(self, dim: int, normalize: bool = False, device: torch.device | str | None = None):
-        self.normalize = normalize
+    def __init__(self, dim: int, normalize: bool = False, forgetting: float = 0.0,
+                 device: torch.device | str | None = None):
+        if not 0 <= forgetting < 1:
+            raise ValueError(f"forgetting must lie in [0, 1), got {forgetting}.")
+        self.normalize, self.forgetting = normalize, forgetting
         self.P = torch.eye(dim, dtype=torch.float64, device=device)
+
+    def reset(self):
+        self.P = torch.eye(self.P.shape[0], dtype=self.P.dtype, device=self.P.device)
 
     @torch.no_grad()
     def update(self, mean_feature: torch.Tensor, alpha: float):
@@ -33,14 +41,27 @@ class HeadGradientProjector:
         # u u^T is exactly symmetric (u_i u_j == u_j u_i, with or without FMA), so P stays exactly symmetric without
         # an explicit (P + P^T) / 2, which cost 6x the update itself at d = 768.
         self.P.addr_(u, u, alpha=-1.0)
+        if self.forgetting:
+            self.P.mul_(1 - self.forgetting).diagonal().add_(self.forgetting)
         if self.normalize:
             self.P /= torch.linalg.matrix_norm(self.P)
 
     @torch.no_grad()
-    def project_(self, weight_grad: torch.Tensor) -> torch.Tensor:
-        """Replace the head's weight gradient G `(num_labels, dim)` by G P in place; the bias is not projected."""
+    def project_(self, weight_grad: torch.Tensor) -> float:
+        """Replace the head's weight gradient G `(num_labels, dim)` by G P in place; the bias is not projected.
+        Returns ||G P|| / ||G||, how much of the gradient the projection lets through."""
+        before = torch.linalg.vector_norm(weight_grad)
         weight_grad.copy_(weight_grad @ self.P.to(weight_grad.dtype))
-        return weight_grad
+        return float(torch.linalg.vector_norm(weight_grad) / before.clamp_min(1e-30))
+
+    def spectrum(self) -> dict[str, float]:
+        """Smallest and mean eigenvalue of P and its effective rank (exp of the entropy of the normalised
+        eigenvalues): a collapsing P freezes the head, and this is where it shows."""
+        eigenvalues = torch.linalg.eigvalsh(self.P).clamp_min(0)
+        shares = eigenvalues / eigenvalues.sum().clamp_min(1e-300)
+        entropy = -(shares * shares.clamp_min(1e-300).log()).sum()
+        return {"p_min_eigenvalue": float(eigenvalues.min()), "p_mean_eigenvalue": float(eigenvalues.mean()),
+                "p_effective_rank": float(entropy.exp())}
 
     def state_dict(self) -> dict:
         return {"P": self.P.clone()}

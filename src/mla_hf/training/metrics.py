@@ -1,13 +1,15 @@
-"""Evaluation metrics of a multimodal classifier, computed with scikit-learn (evaluate's metrics need the Hub)."""
+"""`compute_metrics` for MLATrainer, computed by the package's `evaluate` module (see `mla_hf.metrics`)."""
 
+import evaluate
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
+
+from ..metrics import MULTIMODAL_CLASSIFICATION
 
 
 class MultimodalMetrics:
-    """`compute_metrics` for `MLATrainer`: fused accuracy and macro-F1, each modality's accuracy through the head
-    (over the samples where it is present), the mean fusion weight of each modality, and the modality imbalance
-    (weakest / strongest unimodal accuracy; 1 is balanced).
+    """Fused accuracy and macro-F1, each modality's accuracy through the head (over the samples where it is present),
+    the mean fusion weight of each modality, and the modality imbalance (weakest / strongest unimodal accuracy; 1 is
+    balanced), by the `multimodal_classification` evaluate module.
 
     Expects `eval_pred.predictions` = (logits, modality_logits, modality_weights, modality_mask), the order of
     `MLAModelOutput` with `modality_features` left out (MLATrainer does that).
@@ -15,24 +17,10 @@ class MultimodalMetrics:
 
     def __init__(self, modalities: list[str]):
         self.modalities = list(modalities)
+        self.metric = evaluate.load(MULTIMODAL_CLASSIFICATION, modality_names=self.modalities, keep_in_memory=True)
 
     def __call__(self, eval_pred) -> dict[str, float]:
         logits, modality_logits, modality_weights, modality_mask = (np.asarray(p) for p in eval_pred.predictions)
-        labels = np.asarray(eval_pred.label_ids)
-        predictions = logits.argmax(-1)
-        metrics = {
-            "accuracy": accuracy_score(labels, predictions),
-            "macro_f1": f1_score(labels, predictions, average="macro"),
-        }
-        modality_accuracies = []
-        for index, name in enumerate(self.modalities):
-            present = modality_mask[:, index].astype(bool)
-            if not present.any():
-                continue
-            accuracy = accuracy_score(labels[present], modality_logits[present, index].argmax(-1))
-            metrics[f"{name}_accuracy"] = accuracy
-            metrics[f"{name}_fusion_weight"] = float(modality_weights[present, index].mean())
-            modality_accuracies.append(accuracy)
-        if len(modality_accuracies) > 1:
-            metrics["imbalance"] = min(modality_accuracies) / max(max(modality_accuracies), 1e-12)
-        return {key: float(value) for key, value in metrics.items()}
+        modality_predictions = np.where(modality_mask.astype(bool), modality_logits.argmax(-1), -1)
+        return self.metric.compute(predictions=logits.argmax(-1), references=np.asarray(eval_pred.label_ids),
+                                   modality_predictions=modality_predictions, modality_weights=modality_weights)

@@ -1,21 +1,25 @@
 """MLATrainer: a `transformers.Trainer` that trains an MLAModel with a registered training method."""
 
 import os
+from functools import partial
 
 import datasets
 import torch
+from accelerate.utils.memory import clear_device_cache
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
+from transformers.utils import logging
 
 from ..model_card import render_model_card, save_model_card
-from .methods import build_training_method, get_training_method
+from .checkpoints import METHOD_STATE_NAME, checkpoint_problem, is_checkpoint_folder, newest_complete_checkpoint
+from .methods import NonFiniteTrainingError, StepContext, get_training_method
 from .metrics import MultimodalMetrics
 from .missing_modalities import MissingModalityDataset, drop_mask
 from .training_args import MLATrainingArguments
 
 
-METHOD_STATE_NAME = "training_method_state.safetensors"
+logger = logging.get_logger(__name__)
 
 
 class MLATrainer(Trainer):
@@ -23,7 +27,13 @@ class MLATrainer(Trainer):
     Trains an [`MLAModel`] with the method named by `args.method` (`mla` by default; `joint`, `ogm_ge`, `qmf` and
     `unimodal` are baselines trained through the same API).
 
-    The method's state (MLA's projection matrix P, QMF's loss history) is saved in every checkpoint as
+    Single-step methods (joint, OGM-GE, QMF, unimodal) run the stock `training_step`: only their loss (and, for
+    OGM-GE, a gradient modulation before each optimizer step) is their own, so every `TrainingArguments` option
+    behaves as in any Trainer. MLA takes one optimizer step per modality and honours the same options itself
+    (label smoothing, `compute_loss_func`, clipping, schedule-free optimizers, `torch_empty_cache_steps`).
+
+    The method's state (MLA's projection matrix P, QMF's loss history) is rebuilt from the model at every `train()`
+    (`model_init` and hyper-parameter search included), saved in every checkpoint as
     `training_method_state.safetensors` and restored by `resume_from_checkpoint`; it is not part of the model.
 
     Example:
@@ -39,42 +49,124 @@ class MLATrainer(Trainer):
     _tag_names = ["mla_hf", "multimodal", "mla"]
 
     def __init__(self, model=None, args: MLATrainingArguments | None = None, train_dataset=None, compute_metrics=None,
-                 **kwargs):
+                 compute_loss_func=None, **kwargs):
         args = args if args is not None else MLATrainingArguments(output_dir="mla-output")
         if not isinstance(args, MLATrainingArguments):
             raise ValueError(f"MLATrainer needs MLATrainingArguments, got {type(args).__name__}.")
-        method_class = get_training_method(args.method)
-        if args.method == "mla" and args.fp16:
-            raise ValueError("method='mla' takes several optimizer steps per batch, which fp16's GradScaler does not "
-                             "support here: use bf16=True.")
-        if compute_metrics is None and model is not None:
-            compute_metrics = MultimodalMetrics(model.config.modality_names)
-        if ("sample_index" in method_class.consumed_columns and isinstance(train_dataset, datasets.Dataset)
+        self.method = get_training_method(args.method)(args.method_options)
+        if compute_loss_func is not None and not self.method.accepts_compute_loss_func:
+            raise ValueError(f"Training method '{args.method}' has a loss of its own; it cannot take a compute_loss_func.")
+        if self.method.owns_optimizer_steps and args.n_gpu > 1:
+            raise ValueError(
+                f"method='{args.method}' does not run under torch.nn.DataParallel ({args.n_gpu} GPUs in one process): "
+                "launch one process per GPU with `torchrun --nproc_per_node N scripts/train.py` (DDP), or make one "
+                "GPU visible (CUDA_VISIBLE_DEVICES=0).")
+        if ("sample_index" in self.method.consumed_columns and isinstance(train_dataset, datasets.Dataset)
                 and "sample_index" not in train_dataset.column_names):
             train_dataset = train_dataset.add_column("sample_index", list(range(len(train_dataset))))
-        super().__init__(model=model, args=args, train_dataset=train_dataset, compute_metrics=compute_metrics, **kwargs)
-        self.method = build_training_method(args.method, self, args.method_kwargs)
-        self.method.check_model(self.accelerator.unwrap_model(self.model))
+        super().__init__(model=model, args=args, train_dataset=train_dataset, compute_metrics=compute_metrics,
+                         compute_loss_func=compute_loss_func, **kwargs)
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            raise ValueError("MLATrainer does not support DeepSpeed or FSDP (see MLATrainingArguments); use DDP.")
+        if self.compute_metrics is None:
+            self.compute_metrics = MultimodalMetrics(self.model.config.modality_names)
+        self.method.check_model(self.model)
+        self.method.reset(self.model, self.args)
+        self._resumed_from = None
+        self._steps_in_epoch = 1
+        for callback in [_RunState(self), _NonFiniteGuard(self), *self.method.callbacks()]:
+            self.add_callback(callback)
+
+    # --- training ---
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        """`Trainer.train`, with checkpoints checked before resuming: `resume_from_checkpoint=True` takes the newest
+        complete checkpoint in `output_dir` (an interrupted save is skipped, with a warning that names it), and a
+        path that does not exist or holds an incomplete checkpoint is an error."""
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = newest_complete_checkpoint(self.args.output_dir, self.method.name)
+        elif resume_from_checkpoint:
+            problem = checkpoint_problem(resume_from_checkpoint, self.method.name)
+            if problem:
+                raise ValueError(f"Cannot resume from '{resume_from_checkpoint}': {problem}.")
+        self._resumed_from = resume_from_checkpoint or None
+        return super().train(resume_from_checkpoint=self._resumed_from, **kwargs)
+
+    def _step_context(self, num_items_in_batch=None) -> StepContext:
+        return StepContext(args=self.args, state=self.state, accelerator=self.accelerator, optimizer=self.optimizer,
+                           compute_loss=partial(self._standard_loss, num_items_in_batch=num_items_in_batch),
+                           autocast=self.compute_loss_context_manager, steps_in_epoch=self._steps_in_epoch)
+
+    def _standard_loss(self, model, inputs: dict, num_items_in_batch=None):
+        """The stock Trainer loss (label smoothing, `compute_loss_func`) of `inputs`; for a one-modality call
+        (`modality` in the inputs) the samples that lack the modality get label -100, which every loss skips."""
+        if "modality" in inputs and "labels" in inputs:
+            core = self.accelerator.unwrap_model(model)
+            present = core.modality_presence(**inputs)[:, core.modalities.index(inputs["modality"])]
+            inputs = {**inputs, "labels": inputs["labels"].masked_fill(~present, -100)}
+        return super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not model.training:  # evaluation: the fused loss, as any Trainer computes it
+            inputs = {key: value for key, value in inputs.items() if key not in self.method.consumed_columns}
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        loss, outputs = self.method.compute_loss(model, inputs, self._step_context(num_items_in_batch))
+        return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
+        if not self.method.owns_optimizer_steps:
+            return super().training_step(model, inputs, num_items_in_batch)
         model.train()
-        return self.method.training_step(model, self._prepare_inputs(inputs))
+        loss = self.method.training_step(model, self._prepare_inputs(inputs), self._step_context(num_items_in_batch))
+        if self.args.torch_empty_cache_steps is not None and self.state.global_step % self.args.torch_empty_cache_steps == 0:
+            clear_device_cache()
+        return loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = {key: value for key, value in inputs.items() if key not in self.method.consumed_columns}
         ignore_keys = [*(ignore_keys or []), "modality_features"]
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # a training log: add the method's per-modality figures
+            logs = {**logs, **self.method.pop_log_metrics()}
+            if self.method.owns_optimizer_steps:
+                logs.pop("grad_norm", None)  # the Trainer's own step finds no gradient: its norm means nothing
+            if self.method.skipped_steps:
+                logs["skipped_steps"] = self.method.skipped_steps
+        super().log(logs, start_time)
+
+    # --- evaluation ---
+
     def evaluate_missing(self, missing_rates: dict[str, float], eval_dataset=None, seed: int = 0,
                          metric_key_prefix: str = "eval_missing") -> dict[str, float]:
-        """Evaluate with a seeded random share of the samples losing a modality, e.g. `{"audio": 0.5}`: the
-        dropped modality is masked out of the fusion (see `drop_mask`)."""
+        """Evaluate with modalities dropped at random, independently per sample and modality, e.g. `{"audio": 0.5}`;
+        a sample never loses all of its modalities (see `drop_mask`)."""
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         if dataset is None:
             raise ValueError("evaluate_missing needs an eval_dataset.")
         modalities = self.accelerator.unwrap_model(self.model).config.modality_names
-        dropped = drop_mask(len(dataset), modalities, missing_rates, seed)
+        present = (torch.as_tensor(dataset.with_format("numpy")["modality_mask"][:], dtype=torch.bool)
+                   if "modality_mask" in getattr(dataset, "column_names", []) else None)
+        dropped = drop_mask(len(dataset), modalities, missing_rates, seed, present=present)
         return self.evaluate(MissingModalityDataset(dataset, dropped), metric_key_prefix=metric_key_prefix)
+
+    # --- saving and loading ---
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """`Trainer.save_model`, refusing a model with non-finite weights (nothing on disk is overwritten); in a
+        checkpoint folder the method state is written too."""
+        core = self.accelerator.unwrap_model(self.model)
+        broken = [name for name, parameter in core.named_parameters() if not torch.isfinite(parameter).all()]
+        if broken:
+            raise NonFiniteTrainingError(f"Refusing to save a model with non-finite weights ({', '.join(broken[:5])}"
+                                         f"{' ...' if len(broken) > 5 else ''}): nothing was written.")
+        super().save_model(output_dir, _internal_call=_internal_call)
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if is_checkpoint_folder(output_dir) and self.args.should_save:
+            state = {key: value.detach().contiguous().cpu() for key, value in self.method.state_dict().items()}
+            save_file(state, os.path.join(output_dir, METHOD_STATE_NAME), metadata={"method": self.method.name})
 
     def create_model_card(self, model_name: str | None = None, dataset: str | list[str] | None = None, **kwargs) -> None:
         """Write `README.md` in the output folder from mla_hf's template, with the last evaluation's results (called
@@ -92,15 +184,7 @@ class MLATrainer(Trainer):
         )
         save_model_card(self.args.output_dir, card)
 
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs:  # a training log: add the method's per-modality losses
-            logs = {**logs, **self.method.pop_log_metrics()}
-            if self.method.takes_own_optimizer_steps:
-                logs.pop("grad_norm", None)
-        super().log(logs, start_time)
-
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        self._method_state_path(resume_from_checkpoint)  # refuse another method's checkpoint before touching weights
         self._load_model_weights(resume_from_checkpoint)
 
     def _load_best_model(self) -> None:
@@ -109,31 +193,56 @@ class MLATrainer(Trainer):
     def _load_model_weights(self, checkpoint: str) -> None:
         """Restore the model from a checkpoint through `from_pretrained`, strictly.
 
-        The stock Trainer reads the safetensors file into `load_state_dict(strict=False)`, which skips the key
-        conversions transformers 5 applies to some backbones (ViT, AST...) and so silently keeps the current weights.
+        The stock Trainer (transformers 5.24) reads the safetensors file into `load_state_dict(strict=False)`, which
+        skips the key conversions transformers 5 applies to some backbones (ViT, AST...) and so silently keeps the
+        current weights: these two private methods are overridden for that reason only.
         """
         core = self.accelerator.unwrap_model(self.model)
         saved = type(core).from_pretrained(checkpoint, dtype=core.dtype)
         core.load_state_dict(saved.state_dict())
 
-    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
-        super()._save_optimizer_and_scheduler(output_dir)
-        if self.args.should_save:
-            state = {key: value.detach().contiguous().cpu() for key, value in self.method.state_dict().items()}
-            save_file(state, os.path.join(output_dir, METHOD_STATE_NAME), metadata={"method": self.method.name})
-
-    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is None:
-            return
-        self.method.load_state_dict(load_file(self._method_state_path(checkpoint), device=str(self.args.device)))
-
-    def _method_state_path(self, checkpoint: str) -> str:
+    def load_method_state(self, checkpoint: str) -> None:
         path = os.path.join(checkpoint, METHOD_STATE_NAME)
-        if not os.path.isfile(path):
-            raise ValueError(f"Checkpoint {checkpoint} has no {METHOD_STATE_NAME}: it was not written by MLATrainer.")
         with safe_open(path, framework="pt") as handle:
             saved_method = (handle.metadata() or {}).get("method")
         if saved_method != self.method.name:
             raise ValueError(f"Checkpoint {checkpoint} was trained with method '{saved_method}', not '{self.method.name}'.")
-        return path
+        self.method.load_state_dict(load_file(path, device=str(self.args.device)))
+
+
+class _RunState(TrainerCallback):
+    """Every run starts from fresh method state built for the model actually trained (`model_init` included), then
+    restores the checkpoint's when resuming. Runs after the Trainer has loaded the checkpoint's weights."""
+
+    def __init__(self, trainer: MLATrainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
+        trainer = self.trainer
+        trainer.method.check_model(model)
+        trainer.method.reset(model, args)
+        trainer.method.skipped_steps = 0
+        trainer._steps_in_epoch = len(train_dataloader) if hasattr(train_dataloader, "__len__") else max(state.max_steps, 1)
+        if trainer._resumed_from:
+            trainer.load_method_state(trainer._resumed_from)
+
+
+class _NonFiniteGuard(TrainerCallback):
+    """For methods that leave the optimizer step to the Trainer: non-finite gradients (after the all-reduce, so every
+    rank decides alike) stop the run, or with `skip_nonfinite_batches` the step is dropped (no gradient reaches the
+    optimizer)."""
+
+    def __init__(self, trainer: MLATrainer):
+        self.trainer = trainer
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        grads = [parameter.grad for parameter in model.parameters() if parameter.grad is not None]
+        if not grads or torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+            return
+        if not args.skip_nonfinite_batches:
+            raise NonFiniteTrainingError(
+                f"Training diverged at step {state.global_step + 1} ({self.trainer.method.name}): the gradients are "
+                "not finite, so the step was not applied. Lower the learning rate, check the inputs for NaN or inf, "
+                "or set skip_nonfinite_batches=True to skip such steps (they are counted in the logs).")
+        model.zero_grad(set_to_none=True)
+        self.trainer.method.skipped_steps += 1

@@ -1,11 +1,13 @@
-"""Training arguments of MLATrainer: the method and its hyper-parameters. The model's config.json never carries them."""
+"""Training arguments of MLATrainer: the method and its typed options. The model's config.json never carries them."""
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from transformers import TrainingArguments
+
+from .methods import MethodOptions, get_training_method
 
 
 def _has_accelerator() -> bool:
@@ -16,40 +18,38 @@ def _has_accelerator() -> bool:
 @dataclass
 class MLATrainingArguments(TrainingArguments):
     r"""
-    [`~transformers.TrainingArguments`] plus the training method and MLA's head gradient modification (HGM).
+    [`~transformers.TrainingArguments`] plus the training method and its options.
+
+    Args:
+        method (`str`, defaults to `"mla"`):
+            A registered training method: `mla`, `joint`, `ogm_ge`, `qmf` or `unimodal`.
+        method_options (`MethodOptions` or `dict`, *optional*):
+            The method's options: an instance of its options class (`MLAOptions`, `OGMGEOptions`, `QMFOptions`,
+            `UnimodalOptions`) or a dict of option values. Type-checked here; an option of another method is refused.
+        skip_nonfinite_batches (`bool`, defaults to `False`):
+            A step whose gradients are not finite stops the run with an error naming the step and modality; with
+            this, the step is skipped instead (nothing is applied) and counted in the logs as `skipped_*`.
 
     Defaults differ from `TrainingArguments` in two places: `remove_unused_columns=False` (model inputs are named
     `<modality>_<argument>` and would be dropped) and `ddp_find_unused_parameters=True` (an alternating step leaves
     every other encoder unused).
     """
 
-    _VALID_DICT_FIELDS = TrainingArguments._VALID_DICT_FIELDS + ["method_kwargs"]
+    _VALID_DICT_FIELDS = TrainingArguments._VALID_DICT_FIELDS + ["method_options"]
 
     method: str = field(
         default="mla",
-        metadata={"help": "Training method: mla, joint, ogm_ge, qmf or unimodal (see mla_hf.training.TRAINING_METHODS)."},
+        metadata={"help": "Training method: mla, joint, ogm_ge, qmf or unimodal. Its options are the "
+                          "--<method>.<option> flags below."},
     )
-    method_kwargs: dict | str | None = field(
+    method_options: dict | str | None = field(
         default=None,
-        metadata={"help": 'Method options as a dict or JSON string, e.g. \'{"modality": "audio"}\' for unimodal.'},
+        metadata={"help": 'The method\'s options as JSON, e.g. \'{"modality": "audio"}\' for unimodal (or use the '
+                          "--<method>.<option> flags)."},
     )
-    modality_order: Literal["round_robin", "shuffled"] = field(
-        default="round_robin",
-        metadata={"help": "Order of the unimodal steps in each batch: the configured order, or a seeded shuffle."},
-    )
-    hgm: bool = field(default=True, metadata={"help": "Project the shared head's weight gradient (RLS, MLA's HGM)."})
-    hgm_alpha_schedule: Literal["authors", "constant"] = field(
-        default="authors",
-        metadata={"help": "authors: alpha = 0.1 ** (1 + i / N) over the batches of each epoch; constant: hgm_alpha."},
-    )
-    hgm_alpha: float = field(default=0.1, metadata={"help": "The RLS alpha when hgm_alpha_schedule='constant'."})
-    hgm_normalize: bool = field(
+    skip_nonfinite_batches: bool = field(
         default=False,
-        metadata={"help": "Divide P by its Frobenius norm after each update, as the authors' code does."},
-    )
-    hgm_update_source: Literal["previous", "current"] = field(
-        default="previous",
-        metadata={"help": "Update P with the mean feature of the modality just trained (paper) or the current one."},
+        metadata={"help": "Skip (and count) a step whose gradients are not finite instead of stopping the run."},
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the <modality>_* columns."})
     ddp_find_unused_parameters: bool | None = field(
@@ -63,13 +63,21 @@ class MLATrainingArguments(TrainingArguments):
             self.use_cpu = True
         if self.use_cpu or not _has_accelerator():
             self.dataloader_pin_memory = False  # pinning needs an accelerator; torch warns at every epoch otherwise
-        super().__post_init__()
-        if self.gradient_accumulation_steps != 1:
+        if self.deepspeed or self.fsdp or self.fsdp_config:
             raise ValueError(
-                "MLATrainer needs gradient_accumulation_steps=1: accumulating would mix the gradients of several "
-                "unimodal steps (accelerate makes the intermediate optimizer steps silent no-ops). Raise "
-                "per_device_train_batch_size instead."
-            )
-        if self.hgm_alpha <= 0:
-            raise ValueError(f"hgm_alpha must be positive, got {self.hgm_alpha}.")
-        self.method_kwargs = dict(self.method_kwargs or {})
+                "MLATrainer does not support DeepSpeed or FSDP: MLA projects and steps the shared head's full "
+                "gradient once per modality, which ZeRO and FSDP shard across processes. Scale out with DDP "
+                "(`torchrun --nproc_per_node N scripts/train.py`, or `--nnodes` for several machines); for large "
+                "backbones, train LoRA adapters (--lora_modalities), with gradient_checkpointing and bf16.")
+        super().__post_init__()
+        method = get_training_method(self.method)
+        if isinstance(self.method_options, str):  # a JSON string the parser could not turn into a dict
+            raise ValueError(f"method_options must be a JSON object, got {self.method_options!r}.")
+        self.method_options = method.options_class.from_value(self.method_options)
+        method.check_arguments(self)
+
+    def to_dict(self):
+        output = super().to_dict()
+        if isinstance(self.method_options, MethodOptions):
+            output["method_options"] = dataclasses.asdict(self.method_options)
+        return output

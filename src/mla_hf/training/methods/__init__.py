@@ -1,18 +1,37 @@
-"""Registry of training methods: a new method is one module here plus its `@register_training_method` line."""
+"""Registry of training methods: a new method is one module here, with its options dataclass and its
+`@register_training_method("name", options=...)` line."""
 
 from .base import (
     TRAINING_METHODS,
+    MethodOptions,
+    NonFiniteTrainingError,
+    StepContext,
     TrainingMethod,
-    build_training_method,
     get_training_method,
     register_training_method,
 )
-from . import joint, mla, ogm_ge, qmf, unimodal  # noqa: F401  (each module registers itself)
+from .joint import Joint, JointOptions
+from .mla import MLA, MLAOptions
+from .ogm_ge import OGMGE, OGMGEOptions
+from .qmf import QMF, QMFOptions
+from .unimodal import Unimodal, UnimodalOptions
 
 __all__ = [
+    "MLA",
+    "OGMGE",
+    "QMF",
     "TRAINING_METHODS",
+    "Joint",
+    "JointOptions",
+    "MLAOptions",
+    "MethodOptions",
+    "NonFiniteTrainingError",
+    "OGMGEOptions",
+    "QMFOptions",
+    "StepContext",
     "TrainingMethod",
-    "build_training_method",
+    "Unimodal",
+    "UnimodalOptions",
     "get_training_method",
     "register_training_method",
 ]

@@ -1,16 +1,16 @@
-"""Joint training ("Normal" in the paper): all modalities forward together, concatenated features, one head."""
+"""Joint training ("Normal" in the paper): all modalities forward together, concatenated features, one head. The
+Trainer's own loss and step: every stock option behaves as in any Trainer."""
 
-import torch
+from dataclasses import dataclass
 
-from .base import TrainingMethod, register_training_method
+from .base import MethodOptions, TrainingMethod, register_training_method
 
 
-@register_training_method("joint")
+@dataclass
+class JointOptions(MethodOptions):
+    """Joint training has no options of its own."""
+
+
+@register_training_method("joint", options=JointOptions)
 class Joint(TrainingMethod):
     head_type = "concat"
-
-    def training_step(self, model, inputs: dict) -> torch.Tensor:
-        with self.trainer.compute_loss_context_manager():
-            output = model(**inputs)
-        self.record_loss("fused", output.loss.detach())
-        return self.backward_and_return(output.loss)

@@ -2,77 +2,97 @@
 fused with energy confidences, plus a ranking loss that teaches each modality's confidence to follow the
 sample's history of losses on that modality."""
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
 
 from ...fusion import energy_weights, fuse
-from .base import TrainingMethod, register_training_method
+from .base import MethodOptions, StepContext, TrainingMethod, register_training_method
 
 
-@register_training_method("qmf")
+@dataclass
+class QMFOptions(MethodOptions):
+    """Options of QMF (`--qmf.<option>` in the scripts)."""
+
+    ranking_weight: float = field(default=0.1, metadata={"help": "Weight of the confidence ranking loss."})
+
+    def validate(self):
+        if self.ranking_weight < 0:
+            self.fail("ranking_weight", "must be >= 0")
+
+
+def ranking_loss(confidence: torch.Tensor, history: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """QMF's ranking loss, each sample paired with its batch neighbour: the one with the lower mean past loss must
+    get the higher confidence, by a margin of the difference.
+
+    Args:
+        confidence: `(batch, modalities)` energy confidences.
+        history: `(batch, modalities)` each sample's mean past loss per modality.
+        valid: `(batch, modalities)` bool, pairs that count (both present, both with a history).
+    """
+    partner = torch.roll(torch.arange(confidence.shape[0], device=confidence.device), -1)
+    target = torch.sign(history[partner] - history)  # +1 where this sample was the more reliable one
+    margin = (history[partner] - history).abs()
+    hinge = torch.relu(-target * (confidence - confidence[partner]) + margin)
+    return (hinge * valid).sum() / valid.sum().clamp_min(1)
+
+
+@register_training_method("qmf", options=QMFOptions)
 class QMF(TrainingMethod):
-    """Loss = CE(fused) + sum_m CE(z_m) + ranking_weight * sum_m ranking loss.
+    """Loss = CE(fused) + sum_m CE(z_m) + ranking_weight * ranking loss, each cross-entropy with the run's
+    `label_smoothing_factor`.
 
-    The fused logits weight each modality by its energy confidence logsumexp(z_m) / 10, detached. For the ranking
-    loss, each sample is paired with its neighbour in the batch: the one with the lower mean past loss on modality
-    m must get the higher confidence, by a margin of the difference. The history needs each sample's index: the
-    batch column `sample_index` (MLATrainer adds it to a `datasets.Dataset`).
-
-    Args (through `method_kwargs`):
-        ranking_weight: weight of the ranking loss.
+    The fused logits weight each modality by its energy confidence logsumexp(z_m) / 10, detached. The history needs
+    each sample's index: the batch column `sample_index` (MLATrainer adds it to a `datasets.Dataset`). The loss IS the
+    method, so a `compute_loss_func` is refused.
     """
 
     head_type = "per_modality"
     fusion = "energy"
     consumed_columns = ("sample_index",)
-
-    def __init__(self, trainer, ranking_weight: float = 0.1):
-        super().__init__(trainer)
-        self.ranking_weight = ranking_weight
-        num_modalities = len(trainer.accelerator.unwrap_model(trainer.model).config.modality_names)
-        self.loss_history = torch.zeros(0, num_modalities, device=trainer.args.device)  # (samples, M): mean past loss
-        self.history_counts = torch.zeros_like(self.loss_history)
+    accepts_compute_loss_func = False
 
     def check_model(self, model):
         super().check_model(model)
         if model.config.fusion != self.fusion:
             raise ValueError("Training method 'qmf' fuses with energy confidences: build the model with fusion='energy'.")
 
-    def training_step(self, model, inputs: dict) -> torch.Tensor:
+    def reset(self, model, args):
+        num_modalities = len(model.config.modality_names)
+        self.loss_history = torch.zeros(0, num_modalities, device=args.device)  # (samples, M): mean past loss
+        self.history_counts = torch.zeros_like(self.loss_history)
+
+    def compute_loss(self, model, inputs: dict, step: StepContext):
         if "sample_index" not in inputs:
             raise ValueError("Training method 'qmf' needs a 'sample_index' column holding each sample's dataset index.")
         inputs = dict(inputs)
-        sample_index = inputs.pop("sample_index")
-        labels = inputs.pop("labels")
-        with self.trainer.compute_loss_context_manager():
-            output = model(**inputs)
-        logits, mask = output.modality_logits.float(), output.modality_mask  # (batch, modalities, labels), (batch, M)
+        sample_index, labels = inputs.pop("sample_index"), inputs.pop("labels")
+        outputs = model(**inputs)
+        smoothing = step.args.label_smoothing_factor
+        logits, mask = outputs.modality_logits.float(), outputs.modality_mask  # (batch, modalities, labels), (batch, M)
         fused = fuse(logits, energy_weights(logits.detach(), mask), mask)
-        per_sample = nn.functional.cross_entropy(logits.transpose(1, 2), labels.unsqueeze(1).expand_as(mask), reduction="none")
+        per_sample = nn.functional.cross_entropy(logits.transpose(1, 2), labels.unsqueeze(1).expand_as(mask),
+                                                 reduction="none", label_smoothing=smoothing)
         unimodal = (per_sample * mask).sum(0) / mask.sum(0).clamp_min(1)  # (modalities,)
-        ranking = self._ranking_loss(logits, mask, sample_index)
-        loss = nn.functional.cross_entropy(fused, labels) + unimodal.sum() + self.ranking_weight * ranking
-        self._update_history(sample_index, per_sample.detach(), mask)
-        self.record_loss("fused", loss.detach())
-        return self.backward_and_return(loss)
+        self._grow_history(int(sample_index.max()) + 1)
+        seen = self.history_counts[sample_index] > 0
+        partner_seen = torch.roll(seen, -1, dims=0)
+        valid = mask & torch.roll(mask, -1, dims=0) & seen & partner_seen
+        ranking = ranking_loss(torch.logsumexp(logits, dim=-1) / 10, self.loss_history[sample_index], valid)
+        loss = nn.functional.cross_entropy(fused, labels, label_smoothing=smoothing) + unimodal.sum() \
+            + self.options.ranking_weight * ranking
+        self._update_history(sample_index, per_sample.detach(), mask, step)
+        self.record("loss", "fused", loss)
+        return loss, outputs
 
-    def _ranking_loss(self, logits, mask, sample_index) -> torch.Tensor:
-        self._grow_history(int(sample_index.max()) + 1, logits.shape[1])
-        confidence = torch.logsumexp(logits, dim=-1) / 10  # (batch, modalities)
-        history = self.loss_history[sample_index]
-        partner = torch.roll(torch.arange(len(sample_index), device=logits.device), -1)
-        seen = (self.history_counts[sample_index] > 0) & (self.history_counts[sample_index][partner] > 0)
-        valid = mask & mask[partner] & seen
-        target = torch.sign(history[partner] - history)  # +1 where this sample was the more reliable one
-        margin = (history[partner] - history).abs()
-        hinge = torch.relu(-target * (confidence - confidence[partner]) + margin)
-        return (hinge * valid).sum() / valid.sum().clamp_min(1)
-
-    def _update_history(self, sample_index, per_sample, mask):
+    def _update_history(self, sample_index, per_sample, mask, step: StepContext):
         """Running mean of each sample's loss per modality, gathered across ranks so every rank keeps the same."""
-        gathered = self.trainer.accelerator.gather({"index": sample_index, "loss": per_sample, "mask": mask.float()})
+        gathered = {"index": sample_index, "loss": per_sample, "mask": mask.float()}
+        if step.accelerator.num_processes > 1:
+            gathered = step.accelerator.gather(gathered)
         index, loss, present = gathered["index"], gathered["loss"], gathered["mask"]
-        self._grow_history(int(index.max()) + 1, loss.shape[1])
+        self._grow_history(int(index.max()) + 1)
         counts = self.history_counts[index] + present
         self.loss_history[index] = torch.where(
             present.bool(), self.loss_history[index] + (loss - self.loss_history[index]) / counts.clamp_min(1),
@@ -80,9 +100,9 @@ class QMF(TrainingMethod):
         )
         self.history_counts[index] = counts
 
-    def _grow_history(self, num_samples: int, num_modalities: int):
+    def _grow_history(self, num_samples: int):
         if num_samples > self.loss_history.shape[0]:
-            grown = self.loss_history.new_zeros(num_samples, num_modalities)
+            grown = self.loss_history.new_zeros(num_samples, self.loss_history.shape[1])
             grown_counts = torch.zeros_like(grown)
             grown[: self.loss_history.shape[0]] = self.loss_history
             grown_counts[: self.history_counts.shape[0]] = self.history_counts

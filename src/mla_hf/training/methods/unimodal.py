@@ -1,30 +1,33 @@
 """Unimodal training: one named modality alone; the other encoders are never forwarded nor changed."""
 
-import torch
+from dataclasses import dataclass, field
 
-from .base import TrainingMethod, register_training_method
+from .base import MethodOptions, StepContext, TrainingMethod, register_training_method
 
 
-@register_training_method("unimodal")
+@dataclass
+class UnimodalOptions(MethodOptions):
+    """Options of unimodal training (`--unimodal.<option>` in the scripts)."""
+
+    modality: str | None = field(default=None, metadata={"help": "The modality to train (required)."})
+
+
+@register_training_method("unimodal", options=UnimodalOptions)
 class Unimodal(TrainingMethod):
     head_type = "shared"
 
-    def __init__(self, trainer, modality: str | None = None):
-        super().__init__(trainer)
-        if modality is None:
-            raise ValueError("Training method 'unimodal' needs the modality to train: method_kwargs={'modality': ...}.")
-        self.modality = modality
-
     def check_model(self, model):
         super().check_model(model)
-        if self.modality not in model.config.modality_names:
+        if self.options.modality is None:
+            raise ValueError("Training method 'unimodal' needs the modality to train: "
+                             "method_options={'modality': ...} (scripts: --unimodal.modality audio).")
+        if self.options.modality not in model.config.modality_names:
             raise ValueError(
-                f"Training method 'unimodal' was asked for modality '{self.modality}', which this model lacks "
+                f"Training method 'unimodal' was asked for modality '{self.options.modality}', which this model lacks "
                 f"(modalities: {', '.join(model.config.modality_names)})."
             )
 
-    def training_step(self, model, inputs: dict) -> torch.Tensor:
-        with self.trainer.compute_loss_context_manager():
-            output = model(**inputs, modality=self.modality)
-        self.record_loss(self.modality, output.loss.detach())
-        return self.backward_and_return(output.loss)
+    def compute_loss(self, model, inputs: dict, step: StepContext):
+        loss, outputs = step.compute_loss(model, {**inputs, "modality": self.options.modality})
+        self.record("loss", self.options.modality, loss)
+        return loss, outputs

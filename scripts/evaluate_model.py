@@ -1,8 +1,8 @@
 """Evaluate a saved MLA checkpoint on a dataset split, optionally with modalities missing at random.
 
-    python scripts/evaluate.py --model_dir outputs/mla-av-digits
-    python scripts/evaluate.py --model_dir outputs/mla-av-digits --missing_rates '{"audio": 0.5}' --fusion fixed
-    python scripts/evaluate.py --model_dir ckpt --dataset crema_d --data_dir /data/CREMA-D --split validation
+    python scripts/evaluate_model.py --model_dir outputs/mla-av-digits
+    python scripts/evaluate_model.py --model_dir outputs/mla-av-digits --missing_rates '{"audio": 0.5}' --fusion fixed
+    python scripts/evaluate_model.py --model_dir ckpt --dataset crema_d --data_dir /data/CREMA-D --split validation
 
 Prints a table (fused and per-modality accuracy, macro-F1, fusion weights) and writes it as JSON
 (`<model_dir>/eval_<split>.json` unless `--output_json` is given).
