@@ -225,3 +225,16 @@ def test_adapters_survive_save_and_load_and_merge_into_a_plain_folder(tmp_path):
         print("merged-ok")
     """)
     assert "merged-ok" in run_without_mla_hf(script, tmp_path)
+
+
+def test_gradient_checkpointing_reaches_every_backbone_that_supports_it():
+    resnet = ResNetConfig(num_channels=1, depths=[1], hidden_sizes=[8], embedding_size=8)
+    model = MLAModel(MLAConfig(modalities={"image": tiny_vit(), "text": tiny_bert(), "audio": resnet}, num_labels=2))
+    model.gradient_checkpointing_enable()
+    flags = {name: {module.gradient_checkpointing for module in encoder.modules()
+                    if hasattr(module, "gradient_checkpointing")} for name, encoder in model.encoders.items()}
+    assert flags == {"image": {True}, "text": {True}, "audio": set()}  # ResNet has none to turn on
+    model.train()
+    output = model(**image_text_inputs(), labels=torch.tensor([0, 1, 0]))
+    output.loss.backward()
+    assert model.encoders["image"].layers[0].attention.q_proj.weight.grad is not None

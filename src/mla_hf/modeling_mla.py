@@ -247,6 +247,9 @@ class MLAModel(MLAPreTrainedModel):
         batch_size = self._check_batch_sizes(inputs, labels, modality_mask)
         device = next(iter(next(iter(inputs.values())).values())).device
         present = self._presence(inputs, modality_mask, batch_size, device, check_claims=modality is None)
+        if modality is not None and not present.any():
+            output = self._without_samples(modality, batch_size, device)
+            return output if return_dict is not False else output.to_tuple()
         if not present.any():
             raise ValueError("No modality present in any sample of the batch (check `modality_mask`).")
         encoded = {
@@ -302,6 +305,23 @@ class MLAModel(MLAPreTrainedModel):
         batch_size = self._check_batch_sizes(inputs, labels, modality_mask)
         device = next(iter(next(iter(inputs.values())).values())).device
         return self._presence(inputs, modality_mask, batch_size, device, check_claims=True)
+
+    def _without_samples(self, modality: str, batch_size: int, device) -> MLAModelOutput:
+        """A one-modality call on a batch where no sample has the modality: a zero loss that still reaches every
+        trainable parameter the modality's step would train, so that a data-parallel step, in which other processes
+        do hold the modality, gets a zero gradient from this process instead of missing it."""
+        parameters = [*self.encoders[modality].parameters(), *self.projections[modality].parameters(),
+                      *self.head.parameters()]
+        loss = sum(parameter.sum() for parameter in parameters if parameter.requires_grad) * 0.0
+        num_modalities, num_labels = len(self.modalities), self.config.num_labels
+        return MLAModelOutput(
+            loss=loss.float(),
+            logits=torch.zeros(batch_size, num_labels, device=device),
+            modality_logits=torch.zeros(batch_size, num_modalities, num_labels, device=device),
+            modality_weights=torch.zeros(batch_size, num_modalities, device=device),
+            modality_features=torch.zeros(batch_size, num_modalities, self.config.projection_dim, device=device),
+            modality_mask=torch.zeros(batch_size, num_modalities, dtype=torch.bool, device=device),
+        )
 
     def _encode(self, name: str, arguments: dict, rows: torch.Tensor) -> torch.Tensor:
         """Projected feature `(batch_size, projection_dim)` of one modality, 0 on rows where it is absent."""

@@ -163,7 +163,7 @@ class MLA(TrainingMethod):
             self.skipped_steps += 1
             return None
         raise NonFiniteTrainingError(
-            f"Training diverged at {where}: the loss is {float(loss):.4g} and the gradients are not finite, so the "
+            f"Training diverged at {where}: the loss is {float(loss.detach()):.4g} and the gradients are not finite, so the "
             "step was not applied. Lower the learning rate, check the inputs for NaN or inf, or set "
             "skip_nonfinite_batches=True to skip such steps (they are counted in the logs).")
 
