@@ -27,10 +27,12 @@ from transformers import set_seed
 
 from mla_hf import MLAModel
 from mla_hf.data import DataArguments, label_names, load_multimodal_dataset, preprocess_dataset
+from mla_hf.hub import push_folder_to_hub
 from mla_hf.presets import SmallBackboneShape, build_model_and_processor, lora_adapters
 from mla_hf.threads import configure_torch_threads
 from mla_hf.training import MLATrainer, MLATrainingArguments, get_training_method
 from mla_hf.training.argument_parser import MLAArgumentParser
+from mla_hf.training.hgm_report import plot_hgm
 from mla_hf.training.laziness_plot import plot_laziness
 
 
@@ -159,7 +161,6 @@ def train_and_test(model_args, data_args, raw, modality_kinds: dict, training_ar
         metrics = trainer.evaluate(processed["test"], metric_key_prefix="test")
     elif trainer.is_world_process_zero():
         print("No test split: the model is saved untested.")
-    trainer.create_model_card(dataset=data_args.dataset)  # README.md: the folder is a complete Hub repo
     return trainer, metrics
 
 
@@ -168,21 +169,27 @@ def main(script_args: ScriptArguments, model_args: ModelArguments, data_args: Da
     configure_torch_threads(script_args.num_threads)
     with training_args.main_process_first(desc="loading the dataset"):  # one rank generates AV-Digits
         raw, modality_kinds = load_multimodal_dataset(data_args)
-    training_args = fit_splits(raw, training_args)
+    push = training_args.push_to_hub  # pushed once at the end, with the tested card and the plots
+    training_args = replace(fit_splits(raw, training_args), push_to_hub=False)
     runs = {training_args.method: train_and_test(model_args, data_args, raw, modality_kinds, training_args)}
     if script_args.compare_joint and training_args.method != "joint":
         joint_args = replace(training_args, method="joint", method_options=None, resume_from_checkpoint=None,
-                             output_dir=os.path.join(training_args.output_dir, "joint"), push_to_hub=False)
+                             output_dir=os.path.join(training_args.output_dir, "joint"))
         runs["joint"] = train_and_test(model_args, data_args, raw, modality_kinds, joint_args)
     trainer, metrics = runs[training_args.method]
     if trainer.is_world_process_zero():
         report(runs, list(modality_kinds), data_args, training_args)
-    if training_args.push_to_hub:
-        trainer.push_to_hub()
+        trainer.create_model_card(dataset=data_args.dataset)  # after the plots, which it shows
+        if push:
+            repo_id = training_args.hub_model_id or os.path.basename(os.path.normpath(training_args.output_dir))
+            commit = push_folder_to_hub(training_args.output_dir, repo_id, private=bool(training_args.hub_private_repo),
+                                        token=training_args.hub_token, dataset_name=data_args.dataset)
+            print(f"Pushed to {getattr(commit, 'commit_url', repo_id)}")
     return metrics
 
 
 def report(runs: dict, modalities: list[str], data_args: DataArguments, training_args: MLATrainingArguments):
+    """Print the test table and write test_results.json and the plots."""
     output_dir = training_args.output_dir
     trainer, metrics = runs[training_args.method]
     if metrics is not None:
@@ -197,8 +204,16 @@ def report(runs: dict, modalities: list[str], data_args: DataArguments, training
     print(f"Model and processor saved to {output_dir}")
     if training_args.eval_strategy != "no":
         histories = {name: run_trainer.state.log_history for name, (run_trainer, _) in runs.items()}
-        plot = plot_laziness(histories, modalities, os.path.join(output_dir, "laziness.png"))
+        kept = {name: (run_trainer._kept_epoch() or {}).get("epoch") for name, (run_trainer, _) in runs.items()}
+        titles = {name: f"{name} on {data_args.dataset}" for name in runs}
+        chance = {"chance": 1 / trainer.model.config.num_labels}
+        plot = plot_laziness(histories, modalities, os.path.join(output_dir, "laziness.png"), kept_epochs=kept,
+                             titles=titles, references=chance)
         print(f"Laziness plot: {plot}")
+    hgm_plot = plot_hgm(trainer.state.log_history, os.path.join(output_dir, "hgm.png"),
+                        title=f"{training_args.method}: head gradient modification")
+    if hgm_plot:
+        print(f"HGM plot: {hgm_plot}")
 
 
 if __name__ == "__main__":

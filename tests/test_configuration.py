@@ -45,9 +45,13 @@ def test_backbone_from_local_pretrained_folder_loads_its_weights(tmp_path):
         (dict(modality_order=["image"]), "modality_order"),
         (dict(pooling={"image": "max"}), "Unknown pooling"),
         (dict(pooling={"video": "cls"}), "unknown modalities"),
-        (dict(fusion="fixed"), "fusion_weights"),
         (dict(fusion="fixed", fusion_weights={"image": 1.0}), "no weight for modalities"),
         (dict(fusion="fixed", fusion_weights={"image": 1.0, "text": 0.0}), "positive"),
+        (dict(fusion="fixed", fusion_weights={"image": 1.0, "text": float("inf")}), "positive finite"),
+        (dict(fusion="fixed", fusion_weights={"image": 1.0, "text": float("nan")}), "positive finite"),
+        (dict(projection_dim=0), "projection_dim"),
+        (dict(num_labels=1), "at least 2 labels"),
+        (dict(backbone_adapters={"video": {}}), "unknown modalities"),
         (dict(fusion="average"), "Unknown fusion"),
         (dict(head_type="mlp"), "Unknown head_type"),
     ],
@@ -64,3 +68,44 @@ def test_invalid_backbones_name_the_problem(tmp_path):
         MLAConfig(modalities={"image": {"hidden_size": 3}})
     with pytest.raises(ValueError, match="identifier"):
         MLAConfig(modalities={"video frames": tiny_vit()})
+
+
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        (("image", "image_pixel"), "'image' and 'image_pixel' are ambiguous"),
+        (("image", "pooling"), "'pooling' is taken by a config attribute"),
+        (("image", "dtype"), "'dtype' is taken by a config attribute"),
+    ],
+)
+def test_modality_names_that_would_route_inputs_wrongly_are_refused(names, message):
+    with pytest.raises(ValueError, match=message):
+        MLAConfig(modalities={name: tiny_vit() for name in names}, num_labels=2)
+
+
+def test_modalities_are_the_composite_configs_sub_configs():
+    config = MLAConfig(modalities={"image": tiny_vit(), "text": tiny_bert()}, num_labels=2)
+    assert config.sub_configs == {"image": type(tiny_vit()), "text": type(tiny_bert())}
+    assert config.image is config.modalities["image"] and config.text.model_type == "bert"
+    with pytest.raises(AttributeError):
+        config.video
+
+
+def test_fixed_fusion_without_weights_is_the_mean_of_the_present_modalities():
+    model = MLAModel(MLAConfig(modalities={"image": tiny_vit(), "text": tiny_bert()}, num_labels=3, fusion="fixed"))
+    import torch
+
+    inputs = {"image_pixel_values": torch.randn(2, 3, 16, 16), "text_input_ids": torch.randint(0, 60, (2, 5))}
+    output = model(**inputs)
+    torch.testing.assert_close(output.modality_weights, torch.full((2, 2), 0.5))
+    torch.testing.assert_close(output.logits, output.modality_logits.mean(1))
+
+
+def test_changing_the_head_on_load_is_an_error_not_a_silent_reinitialisation(tmp_path):
+    MLAModel(MLAConfig(modalities={"image": tiny_vit(), "text": tiny_bert()}, num_labels=3)).save_pretrained(tmp_path)
+    for override in ({"head_type": "concat"}, {"head_type": "per_modality"}, {"projection_dim": 8}):
+        with pytest.raises(ValueError, match="does not match this model"):
+            MLAModel.from_pretrained(tmp_path, **override)
+    (tmp_path / "model.safetensors").write_bytes(b"corrupt")
+    with pytest.raises(Exception, match="(?i)safetensors|header|deserializ|invalid"):
+        MLAModel.from_pretrained(tmp_path)

@@ -237,3 +237,59 @@ def test_read_wav_names_a_corrupt_file(tmp_path):
     (tmp_path / "broken.wav").write_bytes(b"RIFF0000WAVEjunk")
     with pytest.raises(ValueError, match="broken.wav"):
         read_wav(tmp_path / "broken.wav")
+
+
+def test_manifest_with_a_byte_order_mark_keeps_its_first_column(tmp_path):
+    path = write_manifest(tmp_path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    dataset = load_manifest(str(path))
+    assert sorted(int(sample) for split in dataset.values() for sample in split["id"]) == list(range(12))
+
+
+def test_jsonl_columns_are_the_union_of_all_rows(tmp_path):
+    import json
+
+    write_image(tmp_path / "a.png")
+    rows = [{"image": "a.png", "label": "x"}, {"image": "a.png", "text": "words", "label": "x"},
+            {"text": "more", "label": "y"}, {"image": "a.png", "label": "y"}]
+    (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
+    dataset = load_manifest(str(tmp_path / "data.jsonl"), validation_share=0, test_share=0)
+    assert set(dataset["train"].column_names) == {"id", "image", "text", "labels"}
+    assert sorted(text for text in dataset["train"]["text"] if text) == ["more", "words"]
+
+
+def test_only_exact_column_names_become_modalities(tmp_path):
+    write_image(tmp_path / "a.png")
+    write_rows(tmp_path / "data.csv", [["a.png", "smooth", "x"], ["a.png", "rough", "y"]],
+               header=["image", "texture", "label"])
+    with pytest.raises(ValueError, match=r"Columns \['texture'\] are not modality kinds.*--modality_kinds"):
+        load_manifest(str(tmp_path / "data.csv"))
+    dataset = load_manifest(str(tmp_path / "data.csv"), modality_kinds={"image": "image", "texture": "text"},
+                            validation_share=0, test_share=0)
+    assert sorted(dataset["train"]["texture"]) == ["rough", "smooth"]
+
+
+def test_a_label_seen_only_outside_train_is_refused(tmp_path):
+    write_image(tmp_path / "a.png")
+    write_rows(tmp_path / "data.csv", [["a.png", "cat", "train"], ["a.png", "cat", "train"], ["a.png", "dog", "test"]],
+               header=["image", "label", "split"])
+    with pytest.raises(ValueError, match=r"labels \['dog'\] have no sample in the train split"):
+        load_manifest(str(tmp_path / "data.csv"))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("image,label\na.png,caf\xe9\n".encode("latin-1"), r"data.csv', line 2: not UTF-8 text"),
+    (b"image,label\na.png,x\na.png,y,extra\n", r"line 3: 2 columns in the header"),
+    (b"image,label\na.png\n", r"line 2: 2 columns in the header"),
+])
+def test_malformed_csv_names_the_file_and_line(tmp_path, content, message):
+    (tmp_path / "data.csv").write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        load_manifest(str(tmp_path / "data.csv"))
+
+
+def test_a_jsonl_row_without_label_names_the_line(tmp_path):
+    write_image(tmp_path / "a.png")
+    (tmp_path / "data.jsonl").write_text('{"image": "a.png", "label": "x"}\n{"image": "a.png"}\n')
+    with pytest.raises(ValueError, match=r"data.jsonl', line 2: no 'label'"):
+        load_manifest(str(tmp_path / "data.jsonl"))

@@ -130,8 +130,46 @@ def test_bad_inputs(folder, tmp_path):
         classify({"image": str(tmp_path / "broken.jpg")})
     with pytest.raises(ValueError, match="top_k must be a positive integer"):
         classify(samples()[0], top_k=0)
-    with pytest.raises(ValueError, match="fusion='fixed' needs fusion weights"):
-        classify(samples()[0], fusion="fixed")
+    with pytest.raises(ValueError, match=r"Unknown argument\(s\) \['topk'\]"):
+        classify(samples()[0], topk=3)
+    for frames, name in ((0, "empty.wav"), (1, "one.wav")):
+        write_wav(tmp_path / name, frames)
+        with pytest.raises(ValueError, match=f"{name}' holds {frames} samples"):
+            classify({"audio": str(tmp_path / name)})
+    with pytest.raises(ValueError, match=r"is empty \(size \(0, 0\)\)"):
+        classify({"image": Image.new("RGB", (0, 0))})
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        classify({"audio": np.full(8000, np.nan, dtype=np.float32)})
+
+
+def write_wav(path, frames: int, rate: int = 16000):
+    import wave
+
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes(np.zeros(frames, dtype=np.int16).tobytes())
+
+
+def test_an_empty_list_gives_no_predictions_and_fixed_fusion_defaults_to_equal_weights(folder):
+    classify = pipeline("mla-classification", model=str(folder))
+    assert classify([]) == []
+    scored = classify(samples()[0], fusion="fixed", return_modality_scores=True)
+    assert {round(scores["fusion_weight"], 6) for scores in scored["modalities"].values()} == {round(1 / 3, 6)}
+
+
+def test_a_long_wav_is_read_only_as_far_as_the_features_look(folder, tmp_path, monkeypatch):
+    """A 10-minute file: the AST-style extractor uses its first second, and only that much is decoded."""
+    import wave
+
+    write_wav(tmp_path / "long.wav", 16000 * 600)
+    read = []
+    original = wave.Wave_read.readframes
+    monkeypatch.setattr(wave.Wave_read, "readframes", lambda self, count: read.append(count) or original(self, count))
+    classify = pipeline("mla-classification", model=str(folder))
+    classify({"audio": str(tmp_path / "long.wav")})
+    assert read and max(read) < 16000 * 2
 
 
 def test_an_in_memory_model_needs_a_processor(folder):

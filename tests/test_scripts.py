@@ -82,12 +82,26 @@ def test_evaluate_script_with_a_missing_modality(trained):
     metrics = results["metrics"]
     assert "test_audio_accuracy" not in metrics and metrics["test_image_fusion_weight"] == 1.0
     assert metrics["test_accuracy"] == pytest.approx(metrics["test_image_accuracy"])
-    assert (folder / "eval_test.json").exists()
+    assert (folder / "eval" / "test-missing-audio1-seed0.json").exists()
 
 
 def test_evaluate_script_errors(trained):
     folder, _ = trained
     with pytest.raises(ValueError, match="No split 'dev'"):
         run_evaluate("--model_dir", str(folder), "--av_digits_max_images", "30", "--split", "dev")
-    with pytest.raises(ValueError, match="fusion weights|fusion_weights"):
-        run_evaluate("--model_dir", str(folder), "--av_digits_max_images", "30", "--fusion", "fixed")
+    with pytest.raises(ValueError, match="no weight for modalities"):
+        run_evaluate("--model_dir", str(folder), "--av_digits_max_images", "30", "--fusion", "fixed",
+                     "--fusion_weights", '{"audio": 1.0}')
+
+
+def test_evaluate_script_keeps_one_file_per_setting(trained):
+    folder, _ = trained
+    common = ["--model_dir", str(folder), "--av_digits_max_images", "30"]
+    plain = run_evaluate(*common)
+    fixed = run_evaluate(*common, "--fusion", "fixed", "--fusion_weights", '{"audio": 0.25, "image": 0.75}')
+    missing = run_evaluate(*common, "--missing_rates", '{"image": 0.5}')
+    files = {path.name: json.loads(path.read_text()) for path in (folder / "eval").iterdir()}
+    assert files["test.json"]["metrics"] == plain["metrics"]
+    assert files["test-fusion-fixed.json"]["fusion_weights"] == {"audio": 0.25, "image": 0.75}
+    assert fixed["metrics"]["test_image_fusion_weight"] == pytest.approx(0.75, abs=1e-6)
+    assert files["test-missing-image0.5-seed0.json"]["metrics"] == missing["metrics"]

@@ -55,10 +55,11 @@ class MLAConfig(PreTrainedConfig):
             concatenated features (joint training, OGM-GE). `"per_modality"`: one head per modality (QMF).
         fusion (`str`, *optional*, defaults to `"dynamic"`):
             How per-modality logits are fused at test time: `"dynamic"` (MLA's entropy weights), `"fixed"`
-            (`fusion_weights`) or `"energy"` (QMF's energy confidence). Ignored by the `"concat"` head.
+            (`fusion_weights`, equal by default) or `"energy"` (QMF's energy confidence). Ignored by the `"concat"`
+            head.
         fusion_weights (`dict[str, float]`, *optional*):
             Positive finite weight per modality for `"fixed"` fusion, renormalised over the modalities present in a
-            sample.
+            sample. Without it, fixed fusion weighs the present modalities equally (the mean of their logits).
         backbone_adapters (`dict[str, dict]`, *optional*):
             Per modality, the `peft` config (as its `to_dict()`) of adapters injected into that backbone, e.g. LoRA.
             Set by [`MLAModel.add_backbone_adapters`]; a model built from this config injects them again.
@@ -130,8 +131,6 @@ class MLAConfig(PreTrainedConfig):
             raise ValueError(f"Unknown fusion '{self.fusion}'. Choose one of: {', '.join(FUSION_MODES)}.")
         if self.fusion_weights is not None:
             self.fusion_weights = self.check_fusion_weights(self.fusion_weights)
-        elif self.fusion == "fixed":
-            raise ValueError("fusion='fixed' needs `fusion_weights`, one positive weight per modality.")
         self.backbone_adapters = dict(self.backbone_adapters or {})
         self._check_known_modalities("backbone_adapters", self.backbone_adapters)
         if kwargs.get("custom_pipelines") and _pipeline_task_registered(kwargs["custom_pipelines"]):

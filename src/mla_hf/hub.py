@@ -1,64 +1,89 @@
-"""Pushing a saved MLA folder to the Hugging Face Hub as one commit: model, processor, remote code and card."""
+"""The files of a Hub repo of an MLA model, and pushing a saved folder to the Hub as one commit.
+
+A Hub repo holds exactly what `from_pretrained`, the processor, `pipeline("mla-classification")` and
+`trust_remote_code` need, plus the model card and its plots: never a training checkpoint, optimizer state, pickled
+training arguments (they hold the Hub token) or a file this list does not name.
+"""
 
 import json
 import os
+from pathlib import Path
 
 from huggingface_hub import HfApi
+from transformers.dynamic_module_utils import get_relative_import_files
 
+from . import modeling_mla, pipeline_mla
 from .configuration_mla import MLAConfig
-from .model_card import render_model_card, save_model_card
+from .model_card import PLOTS, local_repo_id, render_model_card, save_model_card
 from .processing_mla import PROCESSOR_CONFIG_NAME
 
 
-REQUIRED_FILES = ("config.json", "model.safetensors", PROCESSOR_CONFIG_NAME, "modeling_mla.py", "pipeline_mla.py")
-_SKIPPED_PREFIXES = ("checkpoint-", "runs", ".")
-_SKIPPED_FILES = {"training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"}
+def remote_code_files() -> list[str]:
+    """The modules `trust_remote_code` loads: the modelling and pipeline files and what they import (flat group)."""
+    modules = [modeling_mla.__file__, pipeline_mla.__file__]
+    found = {path for module in modules for path in [module, *get_relative_import_files(module)]}
+    return sorted(os.path.basename(path) for path in found)
+
+
+def weight_files(folder: str) -> list[str]:
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        with open(index, encoding="utf-8") as handle:
+            return ["model.safetensors.index.json", *sorted(set(json.load(handle)["weight_map"].values()))]
+    return ["model.safetensors"]
 
 
 def hub_files(folder: str) -> list[str]:
-    """The files of `folder` (relative paths, sorted) that belong in a Hub repo: everything but training
-    checkpoints, optimizer/RNG state, pickled arguments and hidden files. Other runs saved in sub-folders (e.g.
-    `joint/`, written by `--compare_joint`) are left out too; only the processor's sub-folders are kept."""
+    """The files of `folder` (relative paths, sorted) that make its Hub repo, and nothing else: config, safetensors
+    weights, remote code, the processor (its config and one sub-folder per modality), the card and its plots."""
+    check_complete(folder)
     with open(os.path.join(folder, PROCESSOR_CONFIG_NAME), encoding="utf-8") as handle:
-        processor_folders = set(json.load(handle)["modalities"])
-    files = []
-    for root, directories, names in os.walk(folder):
-        relative_root = os.path.relpath(root, folder)
-        top = relative_root.split(os.sep)[0]
-        if relative_root != "." and (top not in processor_folders or top.startswith(_SKIPPED_PREFIXES)):
-            directories.clear()
-            continue
-        for name in names:
-            if name in _SKIPPED_FILES or name.startswith(_SKIPPED_PREFIXES):
-                continue
-            files.append(os.path.normpath(os.path.join(relative_root, name)))
-    return sorted(files)
+        processor_folders = list(json.load(handle)["modalities"])
+    files = ["config.json", PROCESSOR_CONFIG_NAME, *weight_files(folder), *remote_code_files()]
+    for modality in processor_folders:
+        root = Path(folder, modality)
+        files += [str(path.relative_to(folder)) for path in root.rglob("*") if path.is_file()]
+    files += [name for name in ("README.md", *PLOTS) if os.path.isfile(os.path.join(folder, name))]
+    return sorted(set(files))
 
 
 def check_complete(folder: str) -> None:
     """Raise when `folder` lacks what a usable Hub repo needs (names the missing files)."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"'{folder}' is not a folder.")
-    missing = [name for name in REQUIRED_FILES if not os.path.isfile(os.path.join(folder, name))]
+    needed = ["config.json", PROCESSOR_CONFIG_NAME, *weight_files(folder), *remote_code_files()]
+    missing = [name for name in needed if not os.path.isfile(os.path.join(folder, name))]
     if missing:
         raise FileNotFoundError(f"'{folder}' is not a complete MLA folder: missing {missing}. Save the model with "
                                 "MLAModel.save_pretrained and its processor with MLAProcessor.save_pretrained.")
 
 
 def push_folder_to_hub(folder: str, repo_id: str, private: bool = False, commit_message: str = "Upload MLA model",
-                       dataset_name: str | None = None, token: str | None = None, api: HfApi | None = None):
-    """Create `repo_id` if needed and upload the folder's Hub files in one commit. A `README.md` is rendered from
-    the template first when the folder has none (with the results of `test_results.json` when present)."""
+                       dataset_name: str | None = None, token: str | None = None, revision: str | None = None,
+                       api: HfApi | None = None):
+    """Create `repo_id` if needed and upload the folder's Hub files (`hub_files`) in one commit.
+
+    The card (`README.md`) is rendered first when the folder has none, with the results of `test_results.json` when
+    present; a card written before the repo id was known has its placeholder id replaced by `repo_id`."""
     check_complete(folder)
-    if not os.path.isfile(os.path.join(folder, "README.md")):
+    card_path = os.path.join(folder, "README.md")
+    if not os.path.isfile(card_path):
         results_path = os.path.join(folder, "test_results.json")
         metrics = None
         if os.path.isfile(results_path):
             with open(results_path, encoding="utf-8") as handle:
                 metrics = json.load(handle)
         config = MLAConfig.from_pretrained(folder)
-        save_model_card(folder, render_model_card(config, metrics, dataset_name=dataset_name, repo_id=repo_id))
+        save_model_card(folder, render_model_card(config, metrics, dataset_name=dataset_name, repo_id=repo_id,
+                                                  plots=[name for name in PLOTS if os.path.isfile(os.path.join(folder, name))]))
+    else:
+        with open(card_path, encoding="utf-8") as handle:
+            card = handle.read()
+        placeholder = local_repo_id(folder)
+        if placeholder in card:
+            with open(card_path, "w", encoding="utf-8") as handle:
+                handle.write(card.replace(placeholder, repo_id))
     api = api or HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     return api.upload_folder(repo_id=repo_id, folder_path=folder, allow_patterns=hub_files(folder),
-                             commit_message=commit_message, repo_type="model")
+                             commit_message=commit_message, repo_type="model", revision=revision)

@@ -101,9 +101,11 @@ class MLAPreTrainedModel(PreTrainedModel):
         error rather than a silently re-initialised layer. Pass `ignore_mismatched_sizes=True` to re-initialise
         layers whose shape changed on purpose (e.g. a new `num_labels`)."""
         wants_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        reinitialise = kwargs.pop("ignore_mismatched_sizes", False)
+        # Mismatches are reported below, with the others, rather than by transformers' generic error.
+        model, info = super().from_pretrained(*args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
         problems = {key: sorted(info.get(key) or []) for key in ("missing_keys", "unexpected_keys")}
-        if not kwargs.get("ignore_mismatched_sizes"):
+        if not reinitialise:
             problems["mismatched_keys"] = sorted(str(entry[0]) if isinstance(entry, tuple) else str(entry)
                                                  for entry in info.get("mismatched_keys") or [])
         problems = {key: values for key, values in problems.items() if values}
@@ -340,8 +342,9 @@ class MLAModel(MLAPreTrainedModel):
         if self.config.head_type == "concat":
             return present.float()  # the concatenation head is the plain sum of its per-modality slices
         fixed = None
-        if mode == "fixed" and self.config.fusion_weights is not None:
-            fixed = torch.tensor([self.config.fusion_weights[name] for name in self.modalities], device=present.device)
+        if mode == "fixed":  # the configured weights, or equal ones (the mean of the present modalities' logits)
+            weights = self.config.fusion_weights or dict.fromkeys(self.modalities, 1.0)
+            fixed = torch.tensor([weights[name] for name in self.modalities], device=present.device)
         return fusion_weights(mode, modality_logits, present, fixed)
 
     def _group_inputs(self, modality_inputs: dict) -> dict[str, dict[str, torch.Tensor]]:

@@ -51,7 +51,15 @@ class MLAClassificationPipeline(Pipeline):
             raise ValueError(f"The processor has no component for the model's modalities {missing}.")
         self.processor = processor
 
+    def __call__(self, inputs, **kwargs):
+        if isinstance(inputs, (list, tuple)) and not inputs:
+            return []  # nothing to classify (the stock __call__ would index inputs[0])
+        return super().__call__(inputs, **kwargs)
+
     def _sanitize_parameters(self, top_k=None, fusion=None, return_modality_scores=None, **kwargs):
+        if kwargs:
+            raise ValueError(f"Unknown argument(s) {sorted(kwargs)} for pipeline('mla-classification'); it takes "
+                             "top_k, fusion and return_modality_scores (and batch_size, num_workers).")
         forward = {} if fusion is None else {"fusion": fusion}
         postprocess = {}
         if top_k is not None:

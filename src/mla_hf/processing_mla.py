@@ -12,7 +12,7 @@ import json
 import os
 import wave
 from collections.abc import Mapping, Sequence
-from math import gcd
+from math import ceil, gcd
 
 import numpy as np
 import torch
@@ -47,13 +47,17 @@ def component_kind(component) -> str:
     )
 
 
-def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+MIN_AUDIO_SECONDS = 0.025  # one 25 ms analysis window: less gives the feature extractors no frame at all
+
+
+def read_wav(path: str | os.PathLike, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """Decode a PCM WAV file with the standard library (no FFmpeg): `(samples,)` float32 in [-1, 1] (channels are
-    averaged) and its sampling rate."""
+    averaged) and its sampling rate. With `max_seconds`, only that much is read from the start of the file."""
     try:
         with wave.open(os.fspath(path), "rb") as handle:
             width, channels, rate = handle.getsampwidth(), handle.getnchannels(), handle.getframerate()
-            frames = handle.readframes(handle.getnframes())
+            count = handle.getnframes() if max_seconds is None else min(handle.getnframes(), ceil(max_seconds * rate))
+            frames = handle.readframes(count)
     except (OSError, EOFError, wave.Error) as error:
         raise ValueError(f"Cannot read audio file '{path}': {error} (PCM WAV files are supported).") from error
     if width == 3:  # 24-bit: widen each sample to 32 bits
@@ -67,11 +71,14 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return samples.reshape(-1, channels).mean(axis=1).astype(np.float32), rate
 
 
-def load_audio(source, sampling_rate: int) -> np.ndarray:
+def load_audio(source, sampling_rate: int, max_seconds: float | None = None) -> np.ndarray:
     """A mono waveform at `sampling_rate` from a WAV path, `{"array", "sampling_rate"}` or an array (taken to be
-    at `sampling_rate` already). Other rates are resampled (polyphase filter)."""
+    at `sampling_rate` already). Other rates are resampled (polyphase filter). A WAV file is read only up to
+    `max_seconds`, what the feature extractor uses. Empty, too short (under 25 ms) or non-finite audio is an error
+    that names the file."""
+    what = f"Audio file '{source}'" if isinstance(source, (str, os.PathLike)) else "An audio input"
     if isinstance(source, (str, os.PathLike)):
-        array, rate = read_wav(source)
+        array, rate = read_wav(source, max_seconds)
     elif isinstance(source, Mapping):
         if "array" not in source or "sampling_rate" not in source:
             raise ValueError(f"An audio dict needs 'array' and 'sampling_rate' keys, got {sorted(source)}.")
@@ -79,7 +86,12 @@ def load_audio(source, sampling_rate: int) -> np.ndarray:
     else:
         array, rate = np.asarray(source, dtype=np.float32), sampling_rate
     if array.ndim != 1:
-        raise ValueError(f"Audio must be a mono waveform of shape (samples,), got shape {array.shape}.")
+        raise ValueError(f"{what} must be a mono waveform of shape (samples,), got shape {array.shape}.")
+    if array.shape[0] < MIN_AUDIO_SECONDS * rate:
+        raise ValueError(f"{what} holds {array.shape[0]} samples at {rate} Hz; at least {MIN_AUDIO_SECONDS * 1000:.0f} "
+                         f"ms ({ceil(MIN_AUDIO_SECONDS * rate)} samples) are needed.")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what} contains NaN or infinite samples.")
     if rate != sampling_rate:
         from scipy.signal import resample_poly
 
@@ -89,18 +101,35 @@ def load_audio(source, sampling_rate: int) -> np.ndarray:
 
 
 def load_image(source) -> Image.Image | np.ndarray | torch.Tensor:
-    """An RGB PIL image from a path or a PIL image of any mode; arrays and tensors are passed through."""
+    """An RGB PIL image from a path or a PIL image of any mode; arrays and tensors are passed through. An empty
+    image (a side of 0 pixels) is an error that names the file."""
+    what = f"Image file '{source}'" if isinstance(source, (str, os.PathLike)) else "An image input"
     if isinstance(source, (str, os.PathLike)):
         try:
             with Image.open(source) as image:
-                return image.convert("RGB")
+                image = image.convert("RGB")
         except (OSError, UnidentifiedImageError) as error:
             raise ValueError(f"Cannot read image file '{source}': {error}") from error
-    if isinstance(source, Image.Image):
-        return source if source.mode == "RGB" else source.convert("RGB")  # decoded once already by the pipeline
-    if isinstance(source, (np.ndarray, torch.Tensor)):
-        return source
-    raise ValueError(f"An image must be a path, a PIL image, an array or a tensor, got {type(source).__name__}.")
+    elif isinstance(source, Image.Image):
+        image = source if source.mode == "RGB" else source.convert("RGB")  # decoded once already by the pipeline
+    elif isinstance(source, (np.ndarray, torch.Tensor)):
+        image = source
+    else:
+        raise ValueError(f"An image must be a path, a PIL image, an array or a tensor, got {type(source).__name__}.")
+    size = image.size if isinstance(image, Image.Image) else tuple(image.shape)
+    if 0 in size:
+        raise ValueError(f"{what} is empty (size {size}).")
+    return image
+
+
+def audio_seconds_used(feature_extractor) -> float | None:
+    """How much audio from the start of a clip a feature extractor looks at (None: all of it): AST-style extractors
+    make `max_length` frames of 10 ms, Whisper-style ones `n_samples` samples."""
+    if getattr(feature_extractor, "n_samples", None):
+        return feature_extractor.n_samples / feature_extractor.sampling_rate
+    if getattr(feature_extractor, "max_length", None) and getattr(feature_extractor, "num_mel_bins", None):
+        return feature_extractor.max_length * 0.010 + MIN_AUDIO_SECONDS
+    return None
 
 
 def _as_image(name: str, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -214,7 +243,8 @@ class MLAProcessor(PushToHubMixin):
         if kind == "image_processor":
             return load_image(value)
         if kind == "feature_extractor":
-            return load_audio(value, self.components[name].sampling_rate)
+            component = self.components[name]
+            return load_audio(value, component.sampling_rate, audio_seconds_used(component))
         if not isinstance(value, str):
             raise ValueError(f"'{name}' inputs must be strings.")
         return value

@@ -18,23 +18,59 @@ SPLITS = ("train", "validation", "test")
 _SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
                   "valid": "validation", "dev": "validation", "test": "test", "testing": "test"}
 _FILE_KINDS = ("audio", "image")
+MODALITY_KINDS = (*_FILE_KINDS, "text")
+_LINE = "__line__"  # where a manifest row came from, for error messages
 
 
 def read_table(path: str) -> list[dict]:
-    """Rows of a CSV file (with a header) or a JSONL file, as dicts."""
+    """Rows of a UTF-8 CSV file (with a header; a byte-order mark is allowed) or a JSONL file, as dicts. A ragged CSV
+    row, a JSONL line that is not an object and a file that is not UTF-8 are errors that name the file and line."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Manifest '{path}' does not exist.")
-    with open(path, encoding="utf-8", newline="") as handle:
-        if path.endswith((".jsonl", ".json")):
-            rows = []
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as error:
-                        raise ValueError(f"'{path}', line {number}: not valid JSON ({error}).") from error
-            return rows
-        return list(csv.DictReader(handle))
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            if path.endswith((".jsonl", ".json")):
+                return _read_jsonl(handle, path)
+            return _read_csv(handle, path)
+    except UnicodeDecodeError as error:
+        with open(path, "rb") as handle:
+            line = next(number for number, raw in enumerate(handle, start=1) if not _is_utf8(raw))
+        raise ValueError(f"Manifest '{path}', line {line}: not UTF-8 text ({error.reason}); save the file as "
+                         "UTF-8.") from error
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _read_jsonl(handle, path: str) -> list[dict]:
+    rows = []
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"'{path}', line {number}: not valid JSON ({error}).") from error
+        if not isinstance(row, dict):
+            raise ValueError(f"'{path}', line {number}: expected a JSON object, got {type(row).__name__}.")
+        rows.append({key: value for key, value in row.items()} | {_LINE: number})
+    return rows
+
+
+def _read_csv(handle, path: str) -> list[dict]:
+    reader = csv.DictReader(handle)
+    rows = []
+    for row in reader:
+        if None in row or None in row.values():
+            raise ValueError(f"'{path}', line {reader.line_num}: {len(reader.fieldnames)} columns in the header "
+                             f"({', '.join(reader.fieldnames)}) but a different number in this row.")
+        rows.append(row | {_LINE: reader.line_num})
+    return rows
 
 
 def split_name(value: str, source: str) -> str:
@@ -110,6 +146,11 @@ def build_dataset_dict(records: list[dict], modality_kinds: dict[str, str], sour
                                   {"train": 1 - validation_share, "validation": validation_share}, seed)
         for index, split in zip(train, carved):
             splits[index] = split
+    trained = {record["label"] for record, split in zip(records, splits) if split == "train"}
+    unseen = sorted({record["label"] for record in records} - trained)
+    if unseen:
+        raise ValueError(f"{source}: labels {unseen} have no sample in the train split, so the model could never "
+                         "predict them; add training samples or drop those rows.")
 
     features = datasets.Features(
         {"id": datasets.Value("string"), **{name: datasets.Value("string") for name in modality_kinds},
@@ -128,14 +169,16 @@ def build_dataset_dict(records: list[dict], modality_kinds: dict[str, str], sour
     return datasets.DatasetDict(dataset)
 
 
-def infer_modality_kinds(columns: Iterable[str]) -> dict[str, str]:
-    """Columns named 'audio*', 'image*'/'frame*' or 'text*' are modalities of that kind."""
-    kinds = {}
-    for column in columns:
-        for prefix, kind in (("audio", "audio"), ("image", "image"), ("frame", "image"), ("text", "text")):
-            if column.lower().startswith(prefix):
-                kinds[column] = kind
-    return kinds
+def infer_modality_kinds(columns: Iterable[str], reserved: Iterable[str] = ()) -> dict[str, str]:
+    """Columns named exactly 'audio', 'image' or 'text' are modalities of that kind. Any other column that is not
+    `reserved` (label, split, id) is an error: a name is never guessed from a prefix ('texture' is no text)."""
+    columns = [column for column in columns if column != _LINE]
+    others = [column for column in columns if column not in MODALITY_KINDS and column not in set(reserved)]
+    if others:
+        raise ValueError(
+            f"Columns {others} are not modality kinds: name the modality columns exactly 'audio', 'image' or 'text', "
+            f"or give their kinds, e.g. --modality_kinds '{json.dumps({others[0]: 'image'})}' (modality_kinds=...).")
+    return {column: column for column in columns if column in MODALITY_KINDS}
 
 
 def load_manifest(path: str, modality_kinds: dict[str, str] | None = None, label_column: str = "label",
@@ -148,8 +191,8 @@ def load_manifest(path: str, modality_kinds: dict[str, str] | None = None, label
     `split_column` (train / validation / test; 'val' and 'dev' are accepted) and `id_column`.
 
     Args:
-        modality_kinds: `{column: "audio" | "image" | "text"}`; by default, columns whose names start with audio,
-            image, frame or text.
+        modality_kinds: `{column: "audio" | "image" | "text"}`; by default the columns named exactly audio, image
+            or text, and any other column (besides label, split and id) is an error.
 
     Example manifest (`data.csv`):
 
@@ -160,10 +203,10 @@ def load_manifest(path: str, modality_kinds: dict[str, str] | None = None, label
     rows = read_table(path)
     if not rows:
         raise ValueError(f"Manifest '{path}' has no rows.")
-    columns = list(rows[0])
+    columns = list(dict.fromkeys(column for row in rows for column in row if column != _LINE))
     if label_column not in columns:
         raise ValueError(f"Manifest '{path}' has no label column '{label_column}' (columns: {columns}).")
-    modality_kinds = dict(modality_kinds or infer_modality_kinds(columns))
+    modality_kinds = dict(modality_kinds or infer_modality_kinds(columns, (label_column, split_column, id_column)))
     if not modality_kinds:
         raise ValueError(f"Manifest '{path}': no modality column among {columns}; name them audio/image/text or "
                          "pass modality_kinds.")
@@ -173,14 +216,19 @@ def load_manifest(path: str, modality_kinds: dict[str, str] | None = None, label
     folder = os.path.dirname(os.path.abspath(path))
     records = []
     for number, row in enumerate(rows, start=1):
+        where = f"'{path}', line {row[_LINE]}"
+        if row.get(label_column) in (None, ""):
+            raise ValueError(f"{where}: no '{label_column}'.")
         record = {"id": str(row.get(id_column) or number), "label": str(row[label_column]).strip()}
         if split_column in row and row[split_column] not in (None, ""):
-            record["split"] = split_name(row[split_column], f"'{path}', row {number}")
+            record["split"] = split_name(row[split_column], where)
         for name, kind in modality_kinds.items():
             value = row.get(name)
             if value in (None, ""):
                 continue
-            record[name] = os.path.join(folder, value) if kind in _FILE_KINDS else str(value)
+            if kind not in MODALITY_KINDS:
+                raise ValueError(f"Unknown modality kind '{kind}' for column '{name}'; expected one of {MODALITY_KINDS}.")
+            record[name] = os.path.join(folder, str(value)) if kind in _FILE_KINDS else str(value)
         records.append(record)
     return build_dataset_dict(records, modality_kinds, f"Manifest '{path}'", seed=seed,
                               validation_share=validation_share, test_share=test_share)

@@ -23,7 +23,8 @@ class DataArguments:
     )
     modality_kinds: str | None = field(
         default=None,
-        metadata={"help": "Manifest only, JSON: {column: 'audio' | 'image' | 'text'} (default: columns named so)."},
+        metadata={"help": "Manifest only, JSON {column: 'audio' | 'image' | 'text'}; needed unless the modality "
+                          "columns are named exactly audio, image and text."},
     )
     split_seed: int = field(default=0, metadata={"help": "Seed of AV-Digits' generation and of seeded splits."})
     av_digits_max_images: int | None = field(
@@ -42,7 +43,7 @@ def load_multimodal_dataset(args: DataArguments) -> tuple[datasets.DatasetDict, 
     if args.dataset == "manifest":
         kinds = json.loads(args.modality_kinds) if args.modality_kinds else None
         dataset = load_manifest(args.data_dir, modality_kinds=kinds, seed=args.split_seed)
-        return dataset, kinds or infer_modality_kinds(next(iter(dataset.values())).column_names)
+        return dataset, kinds or infer_modality_kinds(next(iter(dataset.values())).column_names, ("id", "labels"))
     if args.dataset not in PAPER_DATASETS:
         raise ValueError(f"Unknown dataset '{args.dataset}'; choose one of {', '.join(DATASET_NAMES)}.")
     source = PAPER_DATASETS[args.dataset]

@@ -11,7 +11,9 @@ from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback
 from transformers.utils import logging
 
-from ..model_card import render_model_card, save_model_card
+from ..hub import push_folder_to_hub
+from ..model_card import PLOTS, local_repo_id, render_model_card, save_model_card
+from .hgm_report import hgm_summary
 from .checkpoints import METHOD_STATE_NAME, checkpoint_problem, is_checkpoint_folder, newest_complete_checkpoint
 from .methods import NonFiniteTrainingError, StepContext, get_training_method
 from .metrics import MultimodalMetrics
@@ -168,21 +170,53 @@ class MLATrainer(Trainer):
             state = {key: value.detach().contiguous().cpu() for key, value in self.method.state_dict().items()}
             save_file(state, os.path.join(output_dir, METHOD_STATE_NAME), metadata={"method": self.method.name})
 
-    def create_model_card(self, model_name: str | None = None, dataset: str | list[str] | None = None, **kwargs) -> None:
-        """Write `README.md` in the output folder from mla_hf's template, with the last evaluation's results (called
-        by `push_to_hub`). Other keyword arguments of the stock method are accepted and ignored."""
+    def create_model_card(self, model_name: str | None = None, dataset: str | list[str] | None = None,
+                          **kwargs) -> None:
+        """Write `README.md` in the output folder from mla_hf's template: the recipe, which epoch was kept, head
+        gradient modification over training, the last evaluation's results and the plots present in the folder
+        (called by `push_to_hub`). Other keyword arguments of the stock method are accepted and ignored."""
         if not self.is_world_process_zero():
             return
-        evaluations = [entry for entry in self.state.log_history if any(key.endswith("_accuracy") for key in entry)]
+        history = self.state.log_history
+        evaluations = [entry for entry in history if any(key.endswith("_accuracy") for key in entry)]
+        output_dir = self.args.output_dir
         card = render_model_card(
             self.accelerator.unwrap_model(self.model).config,
             metrics=evaluations[-1] if evaluations else None,
             training=self.args.to_dict(),
             dataset_name=dataset[0] if isinstance(dataset, list) else dataset,
-            repo_id=self.hub_model_id or self.args.hub_model_id or self.args.output_dir,
+            repo_id=self.hub_model_id or self.args.hub_model_id or local_repo_id(output_dir),
             model_name=model_name,
+            selection=self._kept_epoch(),
+            hgm=hgm_summary(history),
+            plots=[name for name in PLOTS if os.path.isfile(os.path.join(output_dir, name))],
         )
-        save_model_card(self.args.output_dir, card)
+        save_model_card(output_dir, card)
+
+    def _kept_epoch(self) -> dict | None:
+        """Which epoch `load_best_model_at_end` kept, and on what validation figure."""
+        if not (self.args.load_best_model_at_end and self.state.best_global_step):
+            return None
+        kept = next((entry for entry in self.state.log_history
+                     if entry.get("step") == self.state.best_global_step and "epoch" in entry), None)
+        return {"epoch": kept["epoch"] if kept else self.state.best_global_step, "epochs": self.state.epoch,
+                "metric": self.args.metric_for_best_model or "loss", "value": self.state.best_metric}
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None, private: bool | None = None, **kwargs):
+        """Save the model and its card, then upload exactly the Hub files of the output folder (`mla_hf.hub`): never
+        checkpoints, optimizer state or the pickled training arguments (which hold the Hub token)."""
+        token = token if token is not None else self.args.hub_token
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=private)
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        self.create_model_card(**kwargs)
+        private = self.args.hub_private_repo if private is None else private
+        return push_folder_to_hub(self.args.output_dir, self.hub_model_id, private=bool(private),
+                                  commit_message=commit_message, token=token,
+                                  revision=revision if revision is not None else self.args.hub_revision)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         self._load_model_weights(resume_from_checkpoint)

@@ -30,9 +30,10 @@ class MLATrainingArguments(TrainingArguments):
             A step whose gradients are not finite stops the run with an error naming the step and modality; with
             this, the step is skipped instead (nothing is applied) and counted in the logs as `skipped_*`.
 
-    Defaults differ from `TrainingArguments` in two places: `remove_unused_columns=False` (model inputs are named
-    `<modality>_<argument>` and would be dropped) and `ddp_find_unused_parameters=True` (an alternating step leaves
-    every other encoder unused).
+    Defaults differ from `TrainingArguments` in three places: `remove_unused_columns=False` (model inputs are named
+    `<modality>_<argument>` and would be dropped), `ddp_find_unused_parameters=True` (an alternating step leaves
+    every other encoder unused) and `hub_strategy="end"` (the only one: a Hub repo receives the finished folder,
+    never checkpoints, optimizer state or the pickled arguments that hold the token).
     """
 
     _VALID_DICT_FIELDS = TrainingArguments._VALID_DICT_FIELDS + ["method_options"]
@@ -52,6 +53,8 @@ class MLATrainingArguments(TrainingArguments):
         metadata={"help": "Skip (and count) a step whose gradients are not finite instead of stopping the run."},
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the <modality>_* columns."})
+    hub_strategy: str = field(default="end", metadata={
+        "help": "Only 'end': the finished model folder is pushed once, never training checkpoints."})
     ddp_find_unused_parameters: bool | None = field(
         default=True, metadata={"help": "Alternating steps leave the other encoders unused; keep True."}
     )
@@ -69,6 +72,10 @@ class MLATrainingArguments(TrainingArguments):
                 "gradient once per modality, which ZeRO and FSDP shard across processes. Scale out with DDP "
                 "(`torchrun --nproc_per_node N scripts/train.py`, or `--nnodes` for several machines); for large "
                 "backbones, train LoRA adapters (--lora_modalities), with gradient_checkpointing and bf16.")
+        if self.hub_strategy != "end":
+            raise ValueError(f"hub_strategy='{self.hub_strategy}' would push training checkpoints (optimizer state and "
+                             "the pickled arguments, which hold the Hub token); MLATrainer pushes the finished model "
+                             "folder once: use hub_strategy='end'.")
         super().__post_init__()
         method = get_training_method(self.method)
         if isinstance(self.method_options, str):  # a JSON string the parser could not turn into a dict
