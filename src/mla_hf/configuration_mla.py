@@ -55,11 +55,14 @@ class MLAConfig(PreTrainedConfig):
             concatenated features (joint training, OGM-GE). `"per_modality"`: one head per modality (QMF).
         fusion (`str`, *optional*, defaults to `"dynamic"`):
             How per-modality logits are fused at test time: `"dynamic"` (MLA's entropy weights), `"fixed"`
-            (`fusion_weights`, equal by default) or `"energy"` (QMF's energy confidence). Ignored by the `"concat"`
-            head.
+            (`fusion_weights`, equal by default), `"product"` (a product of experts: the sum of the modalities'
+            log-probabilities) or `"energy"` (QMF's energy confidence). Ignored by the `"concat"` head.
         fusion_weights (`dict[str, float]`, *optional*):
             Positive finite weight per modality for `"fixed"` fusion, renormalised over the modalities present in a
             sample. Without it, fixed fusion weighs the present modalities equally (the mean of their logits).
+        fusion_temperatures (`dict[str, float]`, *optional*):
+            Per modality, a temperature its logits are divided by before fusion (calibration, fitted on a validation
+            split by `MLATrainer.calibrate_fusion`); none by default.
         backbone_adapters (`dict[str, dict]`, *optional*):
             Per modality, the `peft` config (as its `to_dict()`) of adapters injected into that backbone, e.g. LoRA.
             Set by [`MLAModel.add_backbone_adapters`]; a model built from this config injects them again.
@@ -97,6 +100,7 @@ class MLAConfig(PreTrainedConfig):
     head_type: str = "shared"
     fusion: str = "dynamic"
     fusion_weights: dict | None = None
+    fusion_temperatures: dict | None = None
     backbone_adapters: dict | None = None
     initializer_range: float = 0.02
 
@@ -131,6 +135,8 @@ class MLAConfig(PreTrainedConfig):
             raise ValueError(f"Unknown fusion '{self.fusion}'. Choose one of: {', '.join(FUSION_MODES)}.")
         if self.fusion_weights is not None:
             self.fusion_weights = self.check_fusion_weights(self.fusion_weights)
+        if self.fusion_temperatures is not None:
+            self.fusion_temperatures = self.check_fusion_weights(self.fusion_temperatures, "fusion_temperatures")
         self.backbone_adapters = dict(self.backbone_adapters or {})
         self._check_known_modalities("backbone_adapters", self.backbone_adapters)
         if kwargs.get("custom_pipelines") and _pipeline_task_registered(kwargs["custom_pipelines"]):
@@ -237,16 +243,17 @@ class MLAConfig(PreTrainedConfig):
         if unknown:
             raise ValueError(f"`{what}` names unknown modalities {unknown} (modalities: {', '.join(self.modalities)}).")
 
-    def check_fusion_weights(self, weights: dict) -> dict:
-        """Validate fixed fusion weights: one positive finite number for each modality, none for anything else."""
-        self._check_known_modalities("fusion_weights", weights)
+    def check_fusion_weights(self, weights: dict, what: str = "fusion_weights") -> dict:
+        """Validate per-modality fusion numbers (weights or temperatures): one positive finite number for each
+        modality, none for anything else."""
+        self._check_known_modalities(what, weights)
         missing = [name for name in self.modalities if name not in weights]
         if missing:
-            raise ValueError(f"`fusion_weights` has no weight for modalities {missing}.")
+            raise ValueError(f"`{what}` has no weight for modalities {missing}.")
         for name in self.modalities:
             value = weights[name]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"`fusion_weights` must all be positive finite numbers, got {weights}.")
+                raise ValueError(f"`{what}` must all be positive finite numbers, got {weights}.")
         return {name: float(weights[name]) for name in self.modalities}
 
     @property

@@ -45,19 +45,68 @@ def fuse(modality_logits: torch.Tensor, weights: torch.Tensor, modality_mask: to
     return torch.where(present, weighted, torch.zeros_like(weighted)).sum(1)
 
 
-FUSION_MODES = ("dynamic", "fixed", "energy")
+FUSION_MODES = ("dynamic", "fixed", "energy", "product")
 
 
 def fusion_weights(
     mode: str, modality_logits: torch.Tensor, modality_mask: torch.Tensor, fixed: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """`(batch_size, num_modalities)` weights of fusion `mode`; `fixed` `(num_modalities,)` is used by "fixed"."""
+    """`(batch_size, num_modalities)` weights of fusion `mode`; `fixed` `(num_modalities,)` is used by "fixed".
+    "product" weighs every present modality's log-probabilities by 1."""
     if mode == "dynamic":
         return entropy_weights(modality_logits, modality_mask)
     if mode == "energy":
         return energy_weights(modality_logits, modality_mask)
+    if mode == "product":
+        return modality_mask.float()
     if mode == "fixed":
         if fixed is None:
             raise ValueError("fusion='fixed' needs fusion weights, one positive weight per modality.")
         return fixed_weights(fixed, modality_mask)
     raise ValueError(f"Unknown fusion '{mode}'. Choose one of: {', '.join(FUSION_MODES)}.")
+
+
+def fuse_modalities(mode: str, modality_logits: torch.Tensor, modality_mask: torch.Tensor,
+                    fixed: torch.Tensor | None = None, temperatures: torch.Tensor | None = None):
+    """Fused logits `(batch_size, num_labels)` and the weights `(batch_size, num_modalities)` of fusion `mode`.
+
+    With `temperatures` `(num_modalities,)`, each modality's logits are divided by its temperature first (see
+    `fit_temperatures`). "product" fuses log-probabilities (a product of experts: p(y | all) is proportional to the
+    product of the modalities' p(y | m) under conditional independence and a uniform prior); the other modes fuse
+    logits.
+    """
+    if temperatures is not None:
+        modality_logits = modality_logits.float() / temperatures.to(modality_logits.device).view(1, -1, 1)
+    weights = fusion_weights(mode, modality_logits, modality_mask, fixed)
+    if mode == "product":
+        modality_logits = torch.log_softmax(modality_logits.float(), dim=-1)
+    return fuse(modality_logits, weights, modality_mask), weights
+
+
+def fit_temperatures(modality_logits: torch.Tensor, labels: torch.Tensor, modality_mask: torch.Tensor,
+                     bounds: tuple[float, float] = (0.05, 20.0), iterations: int = 60) -> torch.Tensor:
+    """Per modality, the temperature T minimising the negative log-likelihood of softmax(z_m / T) over the samples
+    that have the modality (temperature scaling, Guo et al., 2017), by golden-section search on log T. Fit on a
+    validation split, never on the test split. Returns `(num_modalities,)`; 1 for a modality no sample has.
+    """
+    golden = (5 ** 0.5 - 1) / 2
+    temperatures = []
+    for index in range(modality_logits.shape[1]):
+        rows = modality_mask[:, index]
+        logits, targets = modality_logits[rows, index].double(), labels[rows]
+        if not rows.any():
+            temperatures.append(1.0)
+            continue
+
+        def nll(log_temperature: float) -> float:
+            return float(torch.nn.functional.cross_entropy(logits / torch.exp(torch.tensor(log_temperature)), targets))
+
+        low, high = torch.log(torch.tensor(bounds, dtype=torch.float64)).tolist()
+        for _ in range(iterations):
+            left, right = high - golden * (high - low), low + golden * (high - low)
+            if nll(left) < nll(right):
+                high = right
+            else:
+                low = left
+        temperatures.append(float(torch.exp(torch.tensor((low + high) / 2))))
+    return torch.tensor(temperatures)

@@ -11,7 +11,7 @@ from transformers.utils import ModelOutput
 from .adapters import adapter_config_dict, inject_adapters, merge_adapters
 from .backbones import backbone_model_class, backbone_width, expected_input_layout, forward_arguments, has_attention
 from .configuration_mla import MLAConfig
-from .fusion import fuse, fusion_weights
+from .fusion import fuse_modalities
 from .heads import HEADS
 from .pooling import pool
 
@@ -274,8 +274,7 @@ class MLAModel(MLAPreTrainedModel):
             if not present.any(-1).all():
                 missing = torch.nonzero(~present.any(-1)).flatten().tolist()
                 raise ValueError(f"Samples {missing} have no modality present (check `modality_mask`).")
-            weights = self._fusion_weights(fusion or self.config.fusion, modality_logits, present)
-            logits = fuse(modality_logits, weights, present)
+            logits, weights = self._fuse(fusion or self.config.fusion, modality_logits, present)
             scored = torch.ones_like(present[:, 0])
 
         loss = None
@@ -338,14 +337,18 @@ class MLAModel(MLAPreTrainedModel):
         full = feature.new_zeros(rows.shape[0], feature.shape[1])
         return full.index_copy(0, torch.nonzero(rows).flatten(), feature)
 
-    def _fusion_weights(self, mode: str, modality_logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        if self.config.head_type == "concat":
-            return present.float()  # the concatenation head is the plain sum of its per-modality slices
-        fixed = None
+    def _fuse(self, mode: str, modality_logits: torch.Tensor, present: torch.Tensor):
+        """(fused logits, weights) of fusion `mode`, with the configured temperatures and fixed weights."""
+        if self.config.head_type == "concat":  # the concatenation head is the plain sum of its per-modality slices
+            weights = present.float()
+            return (modality_logits.float() * weights.unsqueeze(-1)).sum(1), weights
+        fixed = temperatures = None
         if mode == "fixed":  # the configured weights, or equal ones (the mean of the present modalities' logits)
             weights = self.config.fusion_weights or dict.fromkeys(self.modalities, 1.0)
             fixed = torch.tensor([weights[name] for name in self.modalities], device=present.device)
-        return fusion_weights(mode, modality_logits, present, fixed)
+        if self.config.fusion_temperatures:
+            temperatures = torch.tensor([self.config.fusion_temperatures[name] for name in self.modalities])
+        return fuse_modalities(mode, modality_logits, present, fixed, temperatures)
 
     def _group_inputs(self, modality_inputs: dict) -> dict[str, dict[str, torch.Tensor]]:
         """Split `<modality>_<argument>` keyword arguments by modality, checking names and tensor ranks."""

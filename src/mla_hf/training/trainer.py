@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback
 from transformers.utils import logging
 
+from ..fusion import fit_temperatures
 from ..hub import push_folder_to_hub
 from ..model_card import PLOTS, local_repo_id, render_model_card, save_model_card
 from .hgm_report import hgm_summary
@@ -18,7 +19,7 @@ from .checkpoints import METHOD_STATE_NAME, checkpoint_problem, is_checkpoint_fo
 from .methods import NonFiniteTrainingError, StepContext, get_training_method
 from .metrics import MultimodalMetrics
 from .missing_modalities import MissingModalityDataset, drop_mask
-from .training_args import MLATrainingArguments
+from .training_args import AUTHORS_GAMMA, AUTHORS_STEP_AT, MLATrainingArguments
 
 
 logger = logging.get_logger(__name__)
@@ -94,6 +95,17 @@ class MLATrainer(Trainer):
         self._resumed_from = resume_from_checkpoint or None
         return super().train(resume_from_checkpoint=self._resumed_from, **kwargs)
 
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        """The stock scheduler, except for `recipe="authors_sgd"`: the learning rate drops by 10x after 70% of the
+        run, as the authors' StepLR does at epoch 70 of 100."""
+        if self.args.recipe != "authors_sgd" or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        step_at = int(AUTHORS_STEP_AT * num_training_steps)
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer if optimizer is not None else self.optimizer, lambda step: 1.0 if step < step_at else AUTHORS_GAMMA)
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
+
     def _step_context(self, num_items_in_batch=None) -> StepContext:
         return StepContext(args=self.args, state=self.state, accelerator=self.accelerator, optimizer=self.optimizer,
                            compute_loss=partial(self._standard_loss, num_items_in_batch=num_items_in_batch),
@@ -153,6 +165,20 @@ class MLATrainer(Trainer):
                    if "modality_mask" in getattr(dataset, "column_names", []) else None)
         dropped = drop_mask(len(dataset), modalities, missing_rates, seed, present=present)
         return self.evaluate(MissingModalityDataset(dataset, dropped), metric_key_prefix=metric_key_prefix)
+
+    def calibrate_fusion(self, eval_dataset=None) -> dict[str, float]:
+        """Fit one temperature per modality on `eval_dataset` (the validation split by default; never the test
+        split), so that each modality's confidence, which entropy and product fusion rely on, matches its accuracy.
+        Stored in `config.fusion_temperatures` (saved with the model); returns them."""
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None:
+            raise ValueError("calibrate_fusion needs a validation split (eval_dataset).")
+        output = self.predict(dataset)
+        _, modality_logits, _, modality_mask = (torch.as_tensor(array) for array in output.predictions)
+        core = self.accelerator.unwrap_model(self.model)
+        temperatures = fit_temperatures(modality_logits, torch.as_tensor(output.label_ids), modality_mask.bool())
+        core.config.fusion_temperatures = dict(zip(core.modalities, temperatures.tolist()))
+        return core.config.fusion_temperatures
 
     # --- saving and loading ---
 

@@ -10,6 +10,17 @@ from transformers import TrainingArguments
 from .methods import MethodOptions, get_training_method
 
 
+# The MLA authors' code (Cecile-hi/Multimodal-Learning-with-Alternating-Unimodal-Adaptation): one SGD optimizer over
+# all parameters, lr 1e-3, momentum 0.9, weight decay 1e-4, StepLR(step 70, gamma 0.1) over 100 epochs, no clipping.
+# MLATrainer.create_scheduler puts the step at the same share of any run.
+RECIPES = {
+    "default": {},
+    "authors_sgd": {"optim": "sgd", "optim_args": "momentum=0.9", "learning_rate": 1e-3, "weight_decay": 1e-4,
+                    "max_grad_norm": 0.0, "lr_scheduler_type": "constant"},
+}
+AUTHORS_STEP_AT, AUTHORS_GAMMA = 0.7, 0.1
+
+
 def _has_accelerator() -> bool:
     accelerator = getattr(torch, "accelerator", None)
     return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
@@ -26,6 +37,9 @@ class MLATrainingArguments(TrainingArguments):
         method_options (`MethodOptions` or `dict`, *optional*):
             The method's options: an instance of its options class (`MLAOptions`, `OGMGEOptions`, `QMFOptions`,
             `UnimodalOptions`) or a dict of option values. Type-checked here; an option of another method is refused.
+        recipe (`str`, defaults to `"default"`):
+            `"authors_sgd"` sets the MLA authors' optimizer recipe (see `RECIPES`); `"default"` leaves the
+            optimizer flags as given.
         skip_nonfinite_batches (`bool`, defaults to `False`):
             A step whose gradients are not finite stops the run with an error naming the step and modality; with
             this, the step is skipped instead (nothing is applied) and counted in the logs as `skipped_*`.
@@ -47,6 +61,12 @@ class MLATrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": 'The method\'s options as JSON, e.g. \'{"modality": "audio"}\' for unimodal (or use the '
                           "--<method>.<option> flags)."},
+    )
+    recipe: str = field(
+        default="default",
+        metadata={"help": "default: the optimizer flags as given (AdamW unless --optim). authors_sgd: the MLA authors' "
+                          "recipe: SGD (lr 1e-3, momentum 0.9, weight decay 1e-4), no clipping, the learning rate x0.1 "
+                          "after 70% of the run (their StepLR at epoch 70 of 100, scaled to this run)."},
     )
     skip_nonfinite_batches: bool = field(
         default=False,
@@ -72,6 +92,10 @@ class MLATrainingArguments(TrainingArguments):
                 "gradient once per modality, which ZeRO and FSDP shard across processes. Scale out with DDP "
                 "(`torchrun --nproc_per_node N scripts/train.py`, or `--nnodes` for several machines); for large "
                 "backbones, train LoRA adapters (--lora_modalities), with gradient_checkpointing and bf16.")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"Unknown recipe '{self.recipe}'. Choose one of: {', '.join(RECIPES)}.")
+        for name, value in RECIPES[self.recipe].items():
+            setattr(self, name, value)
         if self.hub_strategy != "end":
             raise ValueError(f"hub_strategy='{self.hub_strategy}' would push training checkpoints (optimizer state and "
                              "the pickled arguments, which hold the Hub token); MLATrainer pushes the finished model "

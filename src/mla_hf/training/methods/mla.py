@@ -31,6 +31,10 @@ class MLAOptions(MethodOptions):
     hgm_target: Literal["gradient", "update"] = field(default="gradient", metadata={
         "help": "Project the head's gradient (paper), or the optimizer's update to the head: with Adam or clipping "
                 "only the latter keeps the head's response to earlier modalities' features unchanged."})
+    hgm_feature_scale: Literal["raw", "unit"] = field(default="raw", metadata={
+        "help": "raw: update P with the mean feature r as it is (paper); the projection then depends on |r|^2 against "
+                "alpha and is weak for small features. unit: with r / |r|, so alpha is relative and the projection "
+                "strength does not depend on the feature scale."})
     hgm_forgetting: float = field(default=0.0, metadata={
         "help": "P <- (1 - f) P + f I after each update, so that P cannot collapse and freeze the head (0: off)."})
     hgm_reset_each_epoch: bool = field(default=False, metadata={"help": "Reset P to I at the start of each epoch."})
@@ -117,7 +121,7 @@ class MLA(TrainingMethod):
         step.accelerator.backward(loss * share)
         mean_feature = self._mean_feature(output, index, step, reduce=self.projector is not None)
         if self.projector is not None and options.hgm_update_source == "current":
-            self.projector.update(mean_feature, self.alpha(step))
+            self.projector.update(self._rls_feature(mean_feature), self.alpha(step))
         if self.projector is not None and options.hgm_target == "gradient" and head.weight.grad is not None:
             self.record("hgm_grad_ratio", name, self.projector.project_(head.weight.grad))
         grad_norm = self._clip_and_measure(model, step)
@@ -135,11 +139,17 @@ class MLA(TrainingMethod):
             after = head.weight.detach() @ reference.to(head.weight)
             self.record("hgm_drift", name, float((after - before).norm() / before.norm().clamp_min(1e-30)))
         if self.projector is not None and options.hgm_update_source == "previous":
-            self.projector.update(mean_feature, self.alpha(step))  # used before the next modality's step
+            self.projector.update(self._rls_feature(mean_feature), self.alpha(step))  # for the next modality's step
         self.previous_feature = mean_feature
+        self.record("feature_norm", name, float(mean_feature.norm()))
         self.record("loss", name, loss.detach())
         self.record("grad_norm", name, grad_norm)
         return loss.detach()
+
+    def _rls_feature(self, mean_feature: torch.Tensor) -> torch.Tensor:
+        if self.options.hgm_feature_scale == "unit":
+            return mean_feature / mean_feature.norm().clamp_min(1e-12)
+        return mean_feature
 
     @torch.no_grad()
     def _project_update(self, weight: torch.Tensor, weight_before: torch.Tensor) -> float:
