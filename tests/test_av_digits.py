@@ -103,3 +103,19 @@ def test_synthesizer_refuses_unknown_voices():
         synthesizer.synthesize("3", Voice("xx-nowhere"))
     clip = synthesizer.synthesize("3", Voice("en-us", "f2"))
     assert clip.dtype == np.float32 and 0 < np.abs(clip).max() <= 1.0
+
+
+def test_preprocessing_is_the_same_in_one_process_or_several_and_equals_the_processor(small):
+    import torch
+
+    from mla_hf.data import preprocess_dataset
+    from mla_hf.data.av_digits import LABEL_NAMES
+    from mla_hf.presets import build_model_and_processor
+
+    _, processor = build_model_and_processor({"audio": "audio", "image": "image"}, LABEL_NAMES)
+    split = small["train"].select(range(40))
+    one, two = preprocess_dataset(split, processor, num_proc=1), preprocess_dataset(split, processor, num_proc=2)
+    rows = split[:40]
+    direct = processor({"audio": rows["audio"], "image": rows["image"]}, padding="max_length")
+    for key, expected in direct.items():
+        assert torch.equal(one[key][:], two[key][:]) and torch.equal(one[key][:], expected), key

@@ -83,7 +83,7 @@ class MLAClassificationPipeline(Pipeline):
         return {"samples": [{name: self.processor.decode(name, value) for name, value in present.items()}]}
 
     def _forward(self, model_inputs: dict, fusion: str | None = None) -> dict:
-        batch = self.processor(model_inputs["samples"]).to(self.device)
+        batch = self.processor(model_inputs["samples"], device=self.device).to(self.device)
         outputs = self.model(**batch, fusion=fusion)
         return {
             "logits": outputs.logits.float(),

@@ -28,11 +28,13 @@ from transformers import (
 from transformers.utils import cached_file
 
 from .configuration_mla import MLAConfig, hub_options_for
+from .feature_extraction_mla import LogMelFeatureExtractor
 from .processing_mla import MLAProcessor
 
 
 MODALITY_KINDS = ("audio", "image", "text")
 ARCHITECTURES = ("resnet", "transformer")
+AUDIO_FEATURES = ("torch", "ast")
 _SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 _PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 _COMPONENT_FILES = {
@@ -71,14 +73,17 @@ def train_text_tokenizer(texts, vocab_size: int = 8000) -> PreTrainedTokenizerFa
 
 
 def small_backbone(kind: str, hidden_size: int = 64, num_layers: int = 2, shape: SmallBackboneShape | None = None,
-                   tokenizer=None, architecture: str = "resnet"):
+                   tokenizer=None, architecture: str = "resnet", audio_features: str = "torch"):
     """(backbone config, preprocessing component) of a small random-init backbone for a modality kind.
 
     `architecture` "resnet": a ResNet with `num_layers` basic stages widening to `hidden_size`; audio is fed as a
     log-mel spectrogram image (see `MLAProcessor(spectrogram_as_image=...)`). "transformer": AST (audio) or ViT
     (image) of width `hidden_size` and `num_layers` layers. Text is always BERT and needs its `tokenizer` (see
-    `train_text_tokenizer`).
+    `train_text_tokenizer`). Audio features come from the batched torch front end (`audio_features="torch"`,
+    `LogMelFeatureExtractor`) or transformers' ASTFeatureExtractor (`"ast"`); both compute the same log-mels.
     """
+    if audio_features not in AUDIO_FEATURES:
+        raise ValueError(f"Unknown audio_features '{audio_features}'; expected one of {AUDIO_FEATURES}.")
     shape = shape or SmallBackboneShape()
     if architecture not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture '{architecture}'; expected one of {ARCHITECTURES}.")
@@ -88,6 +93,8 @@ def small_backbone(kind: str, hidden_size: int = 64, num_layers: int = 2, shape:
                   depths=[1] * num_layers, hidden_sizes=[hidden_size // 2 ** (num_layers - 1 - stage) for stage in range(num_layers)])
     if kind == "audio":
         extractor = ASTFeatureExtractor(num_mel_bins=shape.num_mel_bins, max_length=shape.max_frames)
+        if audio_features == "torch":
+            extractor = LogMelFeatureExtractor.like(extractor)  # the same features, batched in torch
         if architecture == "resnet":
             return ResNetConfig(num_channels=1, **resnet), extractor
         config = ASTConfig(**width, max_length=shape.max_frames, num_mel_bins=shape.num_mel_bins,
@@ -137,14 +144,15 @@ def pretrained_backbone(source: str, kind: str, **hub_options):
 def build_model_and_processor(modality_kinds: dict[str, str], label_names: list[str], pretrained: dict | None = None,
                               hidden_size: int = 64, num_layers: int = 2, shape: SmallBackboneShape | None = None,
                               architecture: str = "resnet", text_corpus=None, hub_options: dict | None = None,
-                              **config_kwargs) -> tuple[MLAConfig, MLAProcessor]:
+                              audio_features: str = "torch", **config_kwargs) -> tuple[MLAConfig, MLAProcessor]:
     """An `MLAConfig` and the matching `MLAProcessor` for modalities of the given kinds.
 
     Args:
         modality_kinds: `{modality: "audio" | "image" | "text"}`, in model order.
         label_names: class names; `id2label`/`label2id` follow their order.
         pretrained: `{modality: Hub id or local folder}` for the modalities that start from a pretrained backbone.
-        hidden_size, num_layers, shape, architecture: the random-init backbones (see `small_backbone`).
+        hidden_size, num_layers, shape, architecture, audio_features: the random-init backbones and their audio
+            front end (see `small_backbone`).
         text_corpus: training texts, to learn a tokenizer for random-init text backbones.
         hub_options: `revision`, `cache_dir`, `local_files_only`, `token` for the pretrained backbones, each one value
             or a `{modality: value}` dict.
@@ -162,7 +170,8 @@ def build_model_and_processor(modality_kinds: dict[str, str], label_names: list[
                                                                     **hub_options_for(hub_options, name))
             continue
         tokenizer = train_text_tokenizer(text_corpus) if kind == "text" and text_corpus is not None else None
-        backbones[name], components[name] = small_backbone(kind, hidden_size, num_layers, shape, tokenizer, architecture)
+        backbones[name], components[name] = small_backbone(kind, hidden_size, num_layers, shape, tokenizer, architecture,
+                                                           audio_features)
         if kind == "audio" and architecture == "resnet":
             spectrogram_images.append(name)
     config = MLAConfig(

@@ -28,9 +28,12 @@ from transformers import (
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.utils import PushToHubMixin
 
+from .feature_extraction_mla import LogMelFeatureExtractor
+
 
 PROCESSOR_CONFIG_NAME = "mla_processor_config.json"
 _AUTO_CLASSES = {"image_processor": AutoImageProcessor, "feature_extractor": AutoFeatureExtractor, "tokenizer": AutoTokenizer}
+_OWN_CLASSES = {LogMelFeatureExtractor.__name__: LogMelFeatureExtractor}  # shipped with this code, no Auto class
 _WAV_SAMPLE_TYPES = {1: np.uint8, 2: np.int16, 4: np.int32}
 
 
@@ -101,8 +104,9 @@ def load_audio(source, sampling_rate: int, max_seconds: float | None = None) -> 
 
 
 def load_image(source) -> Image.Image | np.ndarray | torch.Tensor:
-    """An RGB PIL image from a path or a PIL image of any mode; arrays and tensors are passed through. An empty
-    image (a side of 0 pixels) is an error that names the file."""
+    """An RGB PIL image from a path or a PIL image of any mode; a 2-D array (grayscale) becomes `(height, width, 3)`;
+    other arrays and tensors are passed through. An empty image (a side of 0 pixels) is an error that names the
+    file."""
     what = f"Image file '{source}'" if isinstance(source, (str, os.PathLike)) else "An image input"
     if isinstance(source, (str, os.PathLike)):
         try:
@@ -112,6 +116,8 @@ def load_image(source) -> Image.Image | np.ndarray | torch.Tensor:
             raise ValueError(f"Cannot read image file '{source}': {error}") from error
     elif isinstance(source, Image.Image):
         image = source if source.mode == "RGB" else source.convert("RGB")  # decoded once already by the pipeline
+    elif isinstance(source, np.ndarray) and source.ndim == 2:  # grayscale (height, width), as PIL's "L" to "RGB"
+        image = np.repeat(source[..., None], 3, axis=-1)
     elif isinstance(source, (np.ndarray, torch.Tensor)):
         image = source
     else:
@@ -184,7 +190,7 @@ class MLAProcessor(PushToHubMixin):
         parts = ", ".join(f"{name}={type(component).__name__}" for name, component in self.components.items())
         return f"MLAProcessor({parts})"
 
-    def __call__(self, samples, padding: str = "longest", return_tensors: str = "pt") -> BatchFeature:
+    def __call__(self, samples, padding: str = "longest", return_tensors: str = "pt", device=None) -> BatchFeature:
         """Preprocess a batch.
 
         Args:
@@ -194,6 +200,7 @@ class MLAProcessor(PushToHubMixin):
                 "sampling_rate"}` dicts or arrays at the feature extractor's rate; text as strings.
             padding: texts are padded to the longest in the batch (`"longest"`) or to the token limit
                 (`"max_length"`, fixed shapes for datasets); texts over the limit are truncated.
+            device: where torch components (the log-mel front end) compute; the model's device in the pipeline.
         """
         if return_tensors != "pt":
             raise ValueError("MLAProcessor returns PyTorch tensors only (return_tensors='pt').")
@@ -205,11 +212,11 @@ class MLAProcessor(PushToHubMixin):
             present = [row for row, value in enumerate(column) if value is not None]
             if not present:
                 continue
-            features = self._encode(name, component, [column[row] for row in present], padding)
+            features = self._encode(name, component, [column[row] for row in present], padding, device)
             rows = torch.tensor(present)
             for argument, values in features.items():
                 filled = values.new_zeros((batch_size, *values.shape[1:]))
-                filled[rows] = values
+                filled[rows.to(values.device)] = values
                 encoded[f"{name}_{argument}"] = filled
             mask[rows, position] = True
         if not mask.any(dim=1).all():
@@ -249,13 +256,14 @@ class MLAProcessor(PushToHubMixin):
             raise ValueError(f"'{name}' inputs must be strings.")
         return value
 
-    def _encode(self, name: str, component, values: list, padding: str) -> dict[str, torch.Tensor]:
+    def _encode(self, name: str, component, values: list, padding: str, device=None) -> dict[str, torch.Tensor]:
         values = [self.decode(name, value) for value in values]
         kind = self.kinds[name]
         if kind == "image_processor":
             return dict(component(values, return_tensors="pt"))
         if kind == "feature_extractor":
-            features = dict(component(values, sampling_rate=component.sampling_rate, return_tensors="pt"))
+            on_device = {"device": device} if isinstance(component, LogMelFeatureExtractor) else {}
+            features = dict(component(values, sampling_rate=component.sampling_rate, return_tensors="pt", **on_device))
             return _as_image(name, features) if name in self.spectrogram_as_image else features
         limit = self.max_length.get(name, component.model_max_length)
         limit = limit if limit < 1_000_000 else None  # tokenizers without a limit report a huge sentinel
@@ -278,7 +286,9 @@ class MLAProcessor(PushToHubMixin):
             written += list(component.save_pretrained(os.path.join(save_directory, name)) or [])
         config_path = os.path.join(save_directory, PROCESSOR_CONFIG_NAME)
         with open(config_path, "w", encoding="utf-8") as handle:
-            json.dump({"processor_class": type(self).__name__, "modalities": self.kinds, "max_length": self.max_length,
+            json.dump({"processor_class": type(self).__name__, "modalities": self.kinds,
+                       "classes": {name: type(component).__name__ for name, component in self.components.items()},
+                       "max_length": self.max_length,
                        "spectrogram_as_image": self.spectrogram_as_image}, handle, indent=2)
         written.append(config_path)
         if push_to_hub:
@@ -305,5 +315,6 @@ class MLAProcessor(PushToHubMixin):
         for name, kind in saved["modalities"].items():
             if kind not in _AUTO_CLASSES:
                 raise OSError(f"'{config_path}' names an unknown component kind '{kind}' for modality '{name}'.")
-            components[name] = _AUTO_CLASSES[kind].from_pretrained(pretrained_model_name_or_path, subfolder=name, **kwargs)
+            loader = _OWN_CLASSES.get(saved.get("classes", {}).get(name), _AUTO_CLASSES[kind])
+            components[name] = loader.from_pretrained(pretrained_model_name_or_path, subfolder=name, **kwargs)
         return cls(components, max_length=saved.get("max_length"), spectrogram_as_image=saved.get("spectrogram_as_image", ()))

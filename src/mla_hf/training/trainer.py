@@ -296,6 +296,8 @@ class _NonFiniteGuard(TrainerCallback):
         self.trainer = trainer
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if self.trainer.method.owns_optimizer_steps:
+            return  # it checks each of its own steps
         grads = [parameter.grad for parameter in model.parameters() if parameter.grad is not None]
         if not grads or torch.isfinite(torch.nn.utils.get_total_norm(grads)):
             return

@@ -73,6 +73,7 @@ class MLA(TrainingMethod):
 
     def reset(self, model, args):
         options = self.options
+        self.trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]  # walked once
         self.projector = None
         if options.hgm:
             self.projector = HeadGradientProjector(model.config.projection_dim, normalize=options.hgm_normalize,
@@ -124,7 +125,7 @@ class MLA(TrainingMethod):
             self.projector.update(self._rls_feature(mean_feature), self.alpha(step))
         if self.projector is not None and options.hgm_target == "gradient" and head.weight.grad is not None:
             self.record("hgm_grad_ratio", name, self.projector.project_(head.weight.grad))
-        grad_norm = self._clip_and_measure(model, step)
+        grad_norm = self._clip_and_measure(step)
         if not torch.isfinite(grad_norm):
             step.optimizer.zero_grad(set_to_none=True)
             return self._non_finite(name, loss, step)
@@ -159,12 +160,11 @@ class MLA(TrainingMethod):
         weight.copy_(weight_before + projected)
         return float(projected.norm() / update.norm().clamp_min(1e-30))
 
-    @staticmethod
-    def _clip_and_measure(model, step) -> torch.Tensor:
-        """Total gradient norm of this modality step (after clipping to max_grad_norm when set)."""
+    def _clip_and_measure(self, step) -> torch.Tensor:
+        """Total gradient norm of this modality step, before clipping to max_grad_norm (when set)."""
         if step.args.max_grad_norm and step.args.max_grad_norm > 0:
-            return torch.as_tensor(step.accelerator.clip_grad_norm_(model.parameters(), step.args.max_grad_norm))
-        grads = [parameter.grad for parameter in model.parameters() if parameter.grad is not None]
+            return torch.as_tensor(step.accelerator.clip_grad_norm_(self.trainable, step.args.max_grad_norm))
+        grads = [parameter.grad for parameter in self.trainable if parameter.grad is not None]
         return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
 
     def _non_finite(self, name: str, loss: torch.Tensor, step: StepContext) -> None:
