@@ -1,8 +1,8 @@
 """Train a multimodal classifier with MLA or a baseline, save it as a Hub-ready folder, then test it.
 
 examples:
-  python scripts/train.py                                   # MLA on AV-Digits (generated offline on first use)
-  python scripts/train.py --compare_joint                   # and joint training beside it in the laziness plot
+  python scripts/train.py                                   # MLA, and joint training as reference, on AV-Digits
+  python scripts/train.py --compare_joint false             # MLA only
   python scripts/train.py --method joint                    # a baseline, same data and backbones
   python scripts/train.py --method unimodal --unimodal.modality audio
   python scripts/train.py --mla.hgm false --mla.modality_order shuffled
@@ -23,7 +23,9 @@ import os
 import sys
 from dataclasses import dataclass, field, replace
 
+import datasets
 from transformers import set_seed
+from transformers.utils import logging as transformers_logging
 
 from mla_hf import MLAModel
 from mla_hf.data import DataArguments, label_names, load_multimodal_dataset, preprocess_dataset
@@ -74,7 +76,8 @@ class ModelArguments:
 class ScriptArguments:
     _argument_group_name = "script"
 
-    compare_joint: bool = field(default=False, metadata={"help": "Also train joint training and plot it beside."})
+    compare_joint: bool = field(default=True, metadata={
+        "help": "Also train joint training, as the reference of the laziness plot (a lazy modality shows there)."})
     num_threads: int | None = field(default=None, metadata={
         "help": "torch CPU threads per process (default: $OMP_NUM_THREADS when set, else the cores available to "
                 "each process). Oversubscribed threads make CPU training many times slower on a busy machine."})
@@ -167,6 +170,7 @@ def train_and_test(model_args, data_args, raw, modality_kinds: dict, training_ar
 def main(script_args: ScriptArguments, model_args: ModelArguments, data_args: DataArguments,
          training_args: MLATrainingArguments) -> dict | None:
     configure_torch_threads(script_args.num_threads)
+    quiet_progress_bars()
     with training_args.main_process_first(desc="loading the dataset"):  # one rank generates AV-Digits
         raw, modality_kinds = load_multimodal_dataset(data_args)
     push = training_args.push_to_hub  # pushed once at the end, with the tested card and the plots
@@ -186,6 +190,13 @@ def main(script_args: ScriptArguments, model_args: ModelArguments, data_args: Da
                                         token=training_args.hub_token, dataset_name=data_args.dataset)
             print(f"Pushed to {getattr(commit, 'commit_url', repo_id)}")
     return metrics
+
+
+def quiet_progress_bars():
+    """No bar for saving or loading a few-MB model, and none at all in a log file (bars there leave escape codes)."""
+    transformers_logging.disable_progress_bar()
+    if not sys.stderr.isatty():
+        datasets.disable_progress_bars()
 
 
 def report(runs: dict, modalities: list[str], data_args: DataArguments, training_args: MLATrainingArguments):

@@ -89,7 +89,7 @@ def test_train_script_on_a_manifest_with_text(tmp_path):
 
     argv = ["--dataset", "manifest", "--data_dir", str(tmp_path / "data.csv"), "--output_dir", str(tmp_path / "out"),
             "--num_train_epochs", "1", "--hidden_size", "16", "--num_layers", "2", "--projection_dim", "8",
-            "--image_size", "16", "--max_text_length", "8", "--use_cpu", "--disable_tqdm", "true"]
+            "--image_size", "16", "--max_text_length", "8", "--use_cpu", "--disable_tqdm", "true", "--compare_joint", "false"]
     metrics = train.main(*train.make_parser().parse_args_into_dataclasses(args=argv))
     assert {"test_image_accuracy", "test_audio_accuracy", "test_text_accuracy"} <= set(metrics)
     processor = MLAProcessor.from_pretrained(tmp_path / "out")

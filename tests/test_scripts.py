@@ -17,7 +17,7 @@ import train  # noqa: E402
 
 
 TINY = ["--av_digits_max_images", "30", "--hidden_size", "16", "--num_layers", "2", "--projection_dim", "16",
-        "--image_size", "16", "--use_cpu", "--disable_tqdm", "true"]
+        "--image_size", "16", "--use_cpu", "--disable_tqdm", "true", "--compare_joint", "false"]
 
 
 def run_train(output_dir, *extra):

@@ -15,6 +15,7 @@ for a seed and eSpeak NG back-end and takes seconds; `load_av_digits` caches the
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -32,6 +33,7 @@ from .manifest import stratified_split
 from .speech import speech_backend
 
 
+logger = logging.getLogger(__name__)
 AV_DIGITS_VERSION = "1.1"  # 1.1: the shared stratified split (same full set; tiny subsets differ)
 LABEL_NAMES = [str(digit) for digit in range(10)]
 SAMPLING_RATE = 16_000
@@ -170,6 +172,8 @@ def load_av_digits(settings: AVDigitsSettings = AVDigitsSettings(), cache_dir: s
     version and the eSpeak NG back-end; a half-written cache is never left behind."""
     folder = os.path.join(cache_dir or default_cache_dir(), "av_digits", settings.fingerprint(speech_backend()))
     if not os.path.isdir(folder):
+        logger.warning(f"Generating AV-Digits ({settings.clips_per_image} spoken clips for each of "
+                       f"{settings.max_images or 1797} digits; about 30 s on 2 cores, once): cached in {folder}")
         dataset = generate_av_digits(settings)
         os.makedirs(os.path.dirname(folder), exist_ok=True)
         staging = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=".staging-")

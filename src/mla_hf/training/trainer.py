@@ -8,13 +8,14 @@ import torch
 from accelerate.utils.memory import clear_device_cache
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from transformers import Trainer, TrainerCallback
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
 from transformers.utils import logging
 
 from ..fusion import fit_temperatures
 from ..hub import push_folder_to_hub
 from ..model_card import PLOTS, local_repo_id, render_model_card, save_model_card
 from .hgm_report import hgm_summary
+from .log_lines import PrinterLines, ProgressLines
 from .checkpoints import METHOD_STATE_NAME, checkpoint_problem, is_checkpoint_folder, newest_complete_checkpoint
 from .methods import NonFiniteTrainingError, StepContext, get_training_method
 from .metrics import MultimodalMetrics
@@ -79,6 +80,9 @@ class MLATrainer(Trainer):
         self._steps_in_epoch = 1
         for callback in [_RunState(self), _NonFiniteGuard(self), *self.method.callbacks()]:
             self.add_callback(callback)
+        for stock, readable in ((ProgressCallback, ProgressLines), (PrinterCallback, PrinterLines)):
+            if self.pop_callback(stock) is not None:
+                self.add_callback(readable)
 
     # --- training ---
 

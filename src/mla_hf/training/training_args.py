@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -86,6 +87,8 @@ class MLATrainingArguments(TrainingArguments):
             self.use_cpu = True
         if self.use_cpu or not _has_accelerator():
             self.dataloader_pin_memory = False  # pinning needs an accelerator; torch warns at every epoch otherwise
+        if self.disable_tqdm is None and not sys.stderr.isatty():
+            self.disable_tqdm = True  # bars redrawn in a log file leave escape codes ("[A") and no progress
         if self.deepspeed or self.fsdp or self.fsdp_config:
             raise ValueError(
                 "MLATrainer does not support DeepSpeed or FSDP: MLA projects and steps the shared head's full "
