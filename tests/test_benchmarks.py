@@ -13,7 +13,8 @@ BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 
 
 @pytest.mark.parametrize("script, columns", [
-    ("accuracy.py", ["late fusion of unimodal models", "fused, 50% lose audio", "mla, no HGM", "unimodal image"]),
+    ("accuracy.py", ["late fusion, calibrated product", "fused, 50% lose audio", "mla, no HGM, entropy (paper)",
+                     "unimodal image", "mla (SGD), product of experts", "fused, each modality lost by 30%"]),
     ("speed.py", ["MLA / joint training throughput", "HGM (P update + projection", "pipeline at batch 32"]),
 ])
 def test_smoke_mode_writes_results(script, columns):
