@@ -9,7 +9,7 @@ examples:
   python scripts/train.py --dataset manifest --data_dir data.csv --modality_kinds '{"photo": "image", "caption": "text"}'
   python scripts/train.py --dataset manifest --data_dir data.csv \\
       --pretrained_backbones '{"image": "google/vit-base-patch16-224", "text": "google-bert/bert-base-uncased"}' \\
-      --lora_modalities all --attn_implementation sdpa --bf16
+      --lora_modalities all --attn_implementation sdpa --bf16 --activation_checkpointing
   python scripts/train.py --resume_from_checkpoint latest   # continue an interrupted run in --output_dir
   torchrun --nproc_per_node 2 scripts/train.py              # 2 processes (DDP; gloo on CPU)
 

@@ -42,7 +42,7 @@ def run(output_dir: str, scenario: str) -> str:
     args = MLATrainingArguments(
         output_dir=os.path.join(output_dir, scenario), per_device_train_batch_size=PER_PROCESS_BATCH * (3 - world_size),
         max_steps=6, learning_rate=0.05, optim="sgd", report_to="none", save_strategy="no", disable_tqdm=True, use_cpu=True,
-        seed=0, train_sampling_strategy="sequential", gradient_checkpointing=scenario == "checkpointing")
+        seed=0, train_sampling_strategy="sequential", activation_checkpointing=scenario == "checkpointing")
     trainer = MLATrainer(model=model, args=args, train_dataset=dataset(scenario))
     trainer.train()
     checkpointed = {module.gradient_checkpointing for module in model.modules() if hasattr(module, "gradient_checkpointing")}

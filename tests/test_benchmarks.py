@@ -16,6 +16,7 @@ BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
     ("accuracy.py", ["late fusion, calibrated product", "fused, 50% lose audio", "mla, no HGM, entropy (paper)",
                      "unimodal image", "mla (SGD), product of experts", "fused, each modality lost by 30%"]),
     ("speed.py", ["MLA / joint training throughput", "HGM (P update + projection", "pipeline at batch 32"]),
+    ("lora.py", ["full fine-tuning", "LoRA r=8", "trainable parameters"]),
 ])
 def test_smoke_mode_writes_results(script, columns):
     result = subprocess.run([sys.executable, os.path.join(BENCHMARKS, script), "--smoke"], capture_output=True,

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 from peft import LoraConfig
@@ -230,7 +231,7 @@ def test_adapters_survive_save_and_load_and_merge_into_a_plain_folder(tmp_path):
 def test_gradient_checkpointing_reaches_every_backbone_that_supports_it():
     resnet = ResNetConfig(num_channels=1, depths=[1], hidden_sizes=[8], embedding_size=8)
     model = MLAModel(MLAConfig(modalities={"image": tiny_vit(), "text": tiny_bert(), "audio": resnet}, num_labels=2))
-    model.gradient_checkpointing_enable()
+    model.activation_checkpointing_enable()
     flags = {name: {module.gradient_checkpointing for module in encoder.modules()
                     if hasattr(module, "gradient_checkpointing")} for name, encoder in model.encoders.items()}
     assert flags == {"image": {True}, "text": {True}, "audio": set()}  # ResNet has none to turn on
@@ -238,3 +239,75 @@ def test_gradient_checkpointing_reaches_every_backbone_that_supports_it():
     output = model(**image_text_inputs(), labels=torch.tensor([0, 1, 0]))
     output.loss.backward()
     assert model.encoders["image"].layers[0].attention.q_proj.weight.grad is not None
+
+
+# --- backbone families, each saved under a real Hub id in a local cache ---
+
+
+def families():
+    from transformers import (
+        ASTFeatureExtractor,
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        ConvNextImageProcessorPil,
+        HubertConfig,
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+    )
+
+    from conftest import tiny_ast
+
+    audio_convs = dict(conv_dim=(8, 8), conv_kernel=(4, 4), conv_stride=(2, 2), num_conv_pos_embeddings=4,
+                       num_conv_pos_embedding_groups=2)
+    waveform = Wav2Vec2FeatureExtractor(sampling_rate=16000)
+    return {  # family -> (Hub id, kind, backbone config, component, default pooling, attention implementations)
+        "vit": (VIT_ID, "image", tiny_vit(), ViTImageProcessorPil(size={"height": 16, "width": 16}), "mean",
+                ["eager", "sdpa"]),
+        "ast": ("MIT/ast-finetuned-audioset-10-10-0.4593", "audio", tiny_ast(),
+                ASTFeatureExtractor(num_mel_bins=16, max_length=32), "mean", ["eager", "sdpa"]),
+        "wav2vec2": ("facebook/wav2vec2-base", "audio", Wav2Vec2Config(**WIDTH, **audio_convs), waveform, "mean",
+                     ["eager", "sdpa"]),
+        "hubert": ("facebook/hubert-base-ls960", "audio", HubertConfig(**WIDTH, **audio_convs), waveform, "mean",
+                   ["eager", "sdpa"]),
+        "wavlm": ("microsoft/wavlm-base", "audio", tiny_wavlm(), waveform, "mean", ["eager"]),
+        "bert": (BERT_ID, "text", tiny_bert(), None, "cls", ["eager", "sdpa"]),
+        "clip_vision": ("openai/clip-vit-base-patch32", "image",
+                        CLIPVisionConfig(**WIDTH, image_size=16, patch_size=8),
+                        CLIPImageProcessorPil(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}),
+                        "mean", ["eager", "sdpa"]),
+        "resnet": ("microsoft/resnet-50", "image", ResNetConfig(num_channels=3, depths=[1], hidden_sizes=[8],
+                                                                 embedding_size=8),
+                   ConvNextImageProcessorPil(size={"shortest_edge": 16}), "pooler", []),
+    }
+
+
+RAW = {"image": np.random.default_rng(0).integers(0, 255, (20, 20, 3), dtype=np.uint8),
+       "audio": (0.1 * np.random.default_rng(0).standard_normal(4000)).astype(np.float32), "text": "a red apple"}
+
+
+@pytest.mark.parametrize("family", list(families()))
+def test_backbone_families_load_by_id_with_their_processor(family, tmp_path):
+    repo_id, kind, backbone_config, component, pooling, implementations = families()[family]
+    torch.manual_seed(0)
+    backbone = AutoModel.from_config(backbone_config)
+    publish(tmp_path / "hub", repo_id, backbone, component or tiny_tokenizer(str(tmp_path / "vocab")))
+    config, processor = build_model_and_processor(
+        {kind: kind, "other": "image"}, ["a", "b"], pretrained={kind: repo_id},
+        hub_options={"cache_dir": str(tmp_path / "hub"), "local_files_only": True}, projection_dim=8)
+    assert config.pooling[kind] == pooling
+    model = MLAModel(config).eval()
+    assert same_weights(model.encoders[kind], backbone)
+    batch = processor([{kind: RAW[kind], "other": RAW["image"]}, {kind: RAW[kind]}])
+    logits = {implementation: MLAModel.from_pretrained(
+        _saved(model, tmp_path), attn_implementation={kind: implementation}).eval()(**batch).logits
+        for implementation in implementations}
+    assert model(**batch).logits.shape == (2, 2)
+    for implementation in implementations[1:]:
+        torch.testing.assert_close(logits[implementation], logits[implementations[0]], atol=1e-5, rtol=1e-4)
+
+
+def _saved(model, tmp_path):
+    folder = tmp_path / "saved"
+    if not folder.exists():
+        model.save_pretrained(folder)
+    return folder

@@ -1,21 +1,27 @@
 """Reduce a backbone's output to one vector per sample.
 
-Part of the flat group of modules shipped as remote code: it imports nothing from mla_hf.
+Part of the flat group of modules shipped as remote code: it imports only from that group.
 """
 
+import inspect
+
 import torch
+
+from .backbones import backbone_model_class
 
 
 POOLING_STRATEGIES = ("cls", "mean", "pooler")
 
 
 def default_pooling(backbone_config) -> str:
-    """A sensible pooling for a backbone: its pooler for CNNs, the first token for text encoders, else the mean."""
+    """A sensible pooling for a backbone: its pooler for CNNs, the first token for text encoders (models that take
+    `input_ids`; a wav2vec2 config also has a `vocab_size`, for its CTC head), else the mean."""
     if getattr(backbone_config, "hidden_sizes", None):
         return "pooler"  # ResNet, ConvNeXt, RegNet...: global average pooling of the last stage
-    if getattr(backbone_config, "vocab_size", None):
+    model_class = backbone_model_class(backbone_config)
+    if model_class is not None and "input_ids" in inspect.signature(model_class.forward).parameters:
         return "cls"
-    return "mean"  # ViT, AST, Wav2Vec2, ...: mean over patches or frames
+    return "mean"  # ViT, AST, wav2vec2, CLIP vision...: mean over patches or frames
 
 
 def pool(backbone_output, strategy: str, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

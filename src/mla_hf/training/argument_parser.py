@@ -18,7 +18,7 @@ from .training_args import MLATrainingArguments
 COMMON_TRAINING_FLAGS = (
     "output_dir", "num_train_epochs", "max_steps", "per_device_train_batch_size", "per_device_eval_batch_size",
     "learning_rate", "weight_decay", "lr_scheduler_type", "warmup_steps", "max_grad_norm", "optim", "seed", "bf16",
-    "gradient_checkpointing", "eval_strategy", "save_strategy", "save_total_limit", "load_best_model_at_end",
+    "activation_checkpointing", "eval_strategy", "save_strategy", "save_total_limit", "load_best_model_at_end",
     "metric_for_best_model", "logging_steps", "resume_from_checkpoint", "report_to", "use_cpu", "disable_tqdm",
     "dataloader_num_workers", "label_smoothing_factor", "push_to_hub", "hub_model_id",
 )

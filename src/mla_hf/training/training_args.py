@@ -81,11 +81,12 @@ class MLATrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not self.use_cpu and not _has_accelerator():
-            # Without this, `torchrun --nproc_per_node 2` on a CPU-only machine starts independent trainings that
-            # all believe they are rank 0 and write to the same folder; with it they form one gloo process group.
+        if not _has_accelerator():
+            # The CPU is the only device. Saying so matters: without it `torchrun --nproc_per_node 2` starts
+            # independent trainings that all believe they are rank 0 and write to the same folder (with it they form
+            # one gloo process group), and bf16 is refused instead of running under CPU autocast.
             self.use_cpu = True
-        if self.use_cpu or not _has_accelerator():
+        if self.use_cpu:
             self.dataloader_pin_memory = False  # pinning needs an accelerator; torch warns at every epoch otherwise
         if self.disable_tqdm is None and not sys.stderr.isatty():
             self.disable_tqdm = True  # bars redrawn in a log file leave escape codes ("[A") and no progress
