@@ -11,7 +11,7 @@ setup(
     # The model card template lives in model_cards/ and is installed as package data of mla_hf.model_cards.
     package_dir={"": "src", "mla_hf.model_cards": "model_cards"},
     packages=[*find_packages("src"), "mla_hf.model_cards"],
-    package_data={"mla_hf.model_cards": ["*.md"]},
+    package_data={"mla_hf.model_cards": ["*.md"], "mla_hf.metrics": ["*/*.py"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",
@@ -25,11 +25,13 @@ setup(
         "pillow>=10.0",
         "scipy>=1.10",
         "tokenizers>=0.21",
+        "evaluate>=0.4",
         "matplotlib>=3.7",
         "espeakng-loader>=0.2",  # eSpeak NG (GPL-3.0-or-later) for AV-Digits' speech, called at run time
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100"],
-        "dev": ["pytest>=8", "hypothesis>=6.100", "ruff"],
+        "peft": ["peft>=0.17"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "peft>=0.17", "optuna>=4"],
+        "dev": ["pytest>=8", "hypothesis>=6.100", "peft>=0.17", "optuna>=4", "ruff"],
     },
 )

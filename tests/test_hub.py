@@ -199,8 +199,8 @@ def test_pushing_checkpoints_is_refused(tmp_path):
         MLATrainingArguments(output_dir=str(tmp_path), push_to_hub=True, hub_strategy="checkpoint", use_cpu=True)
 
 
-def test_a_regular_install_ships_the_card_template(tmp_path):
-    """Not only the editable install: `pip install .` puts model_cards/ into the package."""
+def test_a_regular_install_ships_the_card_template_and_the_metric(tmp_path):
+    """Not only the editable install: `pip install .` puts model_cards/ and the evaluate module into the package."""
     import shutil
     import subprocess
 
@@ -217,3 +217,4 @@ def test_a_regular_install_ships_the_card_template(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (target / "mla_hf" / "model_cards" / "mla_model_card.md").is_file()
     assert (target / "mla_hf" / "data" / "av_digits_synthesis.py").is_file()
+    assert (target / "mla_hf" / "metrics" / "multimodal_classification" / "multimodal_classification.py").is_file()

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+from torch.profiler import record_function
 
 from ..head_projection import HeadGradientProjector, authors_alpha
 from .base import MethodOptions, NonFiniteTrainingError, StepContext, TrainingMethod, register_training_method
@@ -115,32 +116,37 @@ class MLA(TrainingMethod):
 
     def _modality_step(self, model, core, inputs, name, index, share, step) -> torch.Tensor | None:
         options, head = self.options, core.head.linear
-        with step.autocast():
-            loss, output = step.compute_loss(model, {**inputs, "modality": name})
-        # DDP averages gradients over processes; weighting each process's mean by its share of the samples makes the
-        # step the mean over every sample that has the modality, whichever process holds it.
-        step.accelerator.backward(loss * share)
-        mean_feature = self._mean_feature(output, index, step, reduce=self.projector is not None)
-        if self.projector is not None and options.hgm_update_source == "current":
-            self.projector.update(self._rls_feature(mean_feature), self.alpha(step))
-        if self.projector is not None and options.hgm_target == "gradient" and head.weight.grad is not None:
-            self.record("hgm_grad_ratio", name, self.projector.project_(head.weight.grad))
-        grad_norm = self._clip_and_measure(step)
+        with record_function(f"mla.forward_backward.{name}"):
+            with step.autocast():
+                loss, output = step.compute_loss(model, {**inputs, "modality": name})
+            # DDP averages gradients over processes; weighting each process's mean by its share of the samples makes
+            # the step the mean over every sample that has the modality, whichever process holds it.
+            step.accelerator.backward(loss * share)
+        with record_function("mla.hgm"):
+            mean_feature = self._mean_feature(output, index, step, reduce=self.projector is not None)
+            if self.projector is not None and options.hgm_update_source == "current":
+                self.projector.update(self._rls_feature(mean_feature), self.alpha(step))
+            if self.projector is not None and options.hgm_target == "gradient" and head.weight.grad is not None:
+                self.record("hgm_grad_ratio", name, self.projector.project_(head.weight.grad))
+        with record_function("mla.clip"):
+            grad_norm = self._clip_and_measure(step)
         if not torch.isfinite(grad_norm):
             step.optimizer.zero_grad(set_to_none=True)
             return self._non_finite(name, loss, step)
         reference = self.previous_feature
         before = head.weight.detach() @ reference.to(head.weight) if reference is not None else None
         weight_before = head.weight.detach().clone() if self.projector is not None and options.hgm_target == "update" else None
-        step.optimizer.step()
-        step.optimizer.zero_grad(set_to_none=True)
-        if weight_before is not None:
-            self.record("hgm_grad_ratio", name, self._project_update(head.weight, weight_before))
-        if before is not None:
-            after = head.weight.detach() @ reference.to(head.weight)
-            self.record("hgm_drift", name, float((after - before).norm() / before.norm().clamp_min(1e-30)))
-        if self.projector is not None and options.hgm_update_source == "previous":
-            self.projector.update(self._rls_feature(mean_feature), self.alpha(step))  # for the next modality's step
+        with record_function("mla.optimizer_step"):
+            step.optimizer.step()
+            step.optimizer.zero_grad(set_to_none=True)
+        with record_function("mla.hgm"):
+            if weight_before is not None:
+                self.record("hgm_grad_ratio", name, self._project_update(head.weight, weight_before))
+            if before is not None:
+                after = head.weight.detach() @ reference.to(head.weight)
+                self.record("hgm_drift", name, float((after - before).norm() / before.norm().clamp_min(1e-30)))
+            if self.projector is not None and options.hgm_update_source == "previous":
+                self.projector.update(self._rls_feature(mean_feature), self.alpha(step))  # for the next modality
         self.previous_feature = mean_feature
         self.record("feature_norm", name, float(mean_feature.norm()))
         self.record("loss", name, loss.detach())
