@@ -26,7 +26,6 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 from transformers import HfArgumentParser, set_seed
 from transformers.utils import logging as transformers_logging

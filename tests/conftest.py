@@ -44,6 +44,14 @@ def random_inputs(batch_size: int, seed: int = 0, modalities=("text", "image", "
     return {key: value for key, value in inputs.items() if key.split("_")[0] in modalities}
 
 
+@pytest.fixture(scope="session")
+def data():
+    """A small synthetic audio + image problem: 64 train, 16 validation and 16 test samples."""
+    from mla_hf.data import make_synthetic_dataset
+
+    return make_synthetic_dataset(num_samples=96, seed=0, noise=0.5)
+
+
 @pytest.fixture
 def model():
     from mla_hf import MLAModel

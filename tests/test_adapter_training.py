@@ -7,7 +7,7 @@ from peft import LoraConfig
 
 from mla_hf.training import TRAINING_METHODS
 
-from test_trainer import data, make_model, make_trainer  # noqa: F401  (data is a fixture)
+from test_trainer import make_model, make_trainer
 
 
 OPTIONS = {"unimodal": {"method_options": {"modality": "audio"}}}

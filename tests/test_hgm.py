@@ -9,7 +9,7 @@ import torch
 
 from mla_hf.training import HeadGradientProjector, MLATrainer, authors_alpha
 
-from test_trainer import data, make_model, make_trainer  # noqa: F401  (data is a fixture)
+from test_trainer import make_model, make_trainer
 
 
 class Spy:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import ASTFeatureExtractor, BertTokenizer, ViTImageProcessorPil, pipeline
+from transformers import BertTokenizer, ViTImageProcessorPil, pipeline
 
 from mla_hf import MLAConfig, MLAModel, MLAProcessor
 from mla_hf.presets import small_backbone

@@ -14,7 +14,6 @@ from transformers import (
     AutoModel,
     BertTokenizerFast,
     ResNetConfig,
-    ViTConfig,
     ViTImageProcessorPil,
     WavLMConfig,
 )

@@ -5,16 +5,11 @@ import torch
 from safetensors.torch import load_file
 
 from mla_hf import MLAModel
-from mla_hf.data import make_synthetic_dataset, tiny_audio_image_config
+from mla_hf.data import tiny_audio_image_config
 from mla_hf.training import TRAINING_METHODS, MLATrainer, MLATrainingArguments
 
 
 HEADS = {"mla": "shared", "unimodal": "shared", "joint": "concat", "ogm_ge": "concat", "qmf": "per_modality"}
-
-
-@pytest.fixture(scope="module")
-def data():
-    return make_synthetic_dataset(num_samples=96, seed=0, noise=0.5)
 
 
 def make_model(method="mla", seed=0, **config):

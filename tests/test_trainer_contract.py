@@ -18,7 +18,7 @@ from mla_hf.training import (
 from mla_hf.training.methods.ogm_ge import modulation_coefficients
 from mla_hf.training.methods.qmf import ranking_loss
 
-from test_trainer import HEADS, data, make_model, make_trainer  # noqa: F401  (data is a fixture)
+from test_trainer import make_model, make_trainer
 
 
 OPTIONS = {"unimodal": {"method_options": {"modality": "audio"}}}
@@ -123,12 +123,18 @@ def test_mla_empties_the_device_cache_every_n_steps(tmp_path, data, monkeypatch)
     assert len(calls) == 2  # global steps 0 and 2
 
 
-def test_mla_logs_the_real_gradient_norm_of_each_modality_step(tmp_path, data):
-    model = make_model()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+def norms_at_each_optimizer_step(model, optimizer) -> list[float]:
+    """The total gradient norm the optimizer sees at each of its steps (filled as training runs)."""
     norms = []
     optimizer.register_step_pre_hook(lambda *_: norms.append(float(torch.nn.utils.get_total_norm(
         [p.grad for p in model.parameters() if p.grad is not None]))))
+    return norms
+
+
+def test_mla_logs_the_real_gradient_norm_of_each_modality_step(tmp_path, data):
+    model = make_model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    norms = norms_at_each_optimizer_step(model, optimizer)
     trainer = make_trainer(tmp_path, data, model=model, optimizers=(optimizer, None), max_steps=1, max_grad_norm=0.0)
     trainer.train()
     assert logged(trainer, "grad_norm_audio")[0] == pytest.approx(norms[0], rel=1e-5)
@@ -139,9 +145,7 @@ def test_mla_logs_the_real_gradient_norm_of_each_modality_step(tmp_path, data):
 def test_mla_clips_each_modality_step_to_max_grad_norm(tmp_path, data):
     model = make_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-    norms = []
-    optimizer.register_step_pre_hook(lambda *_: norms.append(float(torch.nn.utils.get_total_norm(
-        [p.grad for p in model.parameters() if p.grad is not None]))))
+    norms = norms_at_each_optimizer_step(model, optimizer)
     make_trainer(tmp_path, data, model=model, optimizers=(optimizer, None), max_steps=2, max_grad_norm=1e-3).train()
     modality_steps = [norm for norm in norms if norm > 0]  # the Trainer's own step after each batch finds no gradient
     assert len(modality_steps) == 4 and all(norm <= 1e-3 * 1.0001 for norm in modality_steps)

@@ -9,7 +9,6 @@ Small random-init transformers barely learn from a few thousand samples (on AV-D
 for 6 epochs where a 2-stage ResNet reached 62 %), hence ResNets by default.
 """
 
-import os
 from dataclasses import dataclass
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers

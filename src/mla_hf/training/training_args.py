@@ -1,7 +1,6 @@
 """Training arguments of MLATrainer: the method and its typed options. The model's config.json never carries them."""
 
 import dataclasses
-import os
 import sys
 from dataclasses import dataclass, field
 
