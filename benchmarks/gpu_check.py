@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import torch
+from step_timing import Repeated, StepTimer
 
 
 def vit_bert(attn_implementation, dtype=None, **config):
@@ -45,8 +46,8 @@ def attention(device) -> dict:
         for implementation in ("eager", "sdpa", "flash_attention_2"):
             try:
                 model = vit_bert(implementation, dtype=dtype).to(device).eval()
-            except (ValueError, ImportError) as error:
-                results[f"{implementation}, {dtype}"] = f"unavailable: {str(error)[:160]}"
+            except Exception as error:  # flash attention is often not installed
+                results[f"{implementation}, {dtype}"] = f"unavailable: {type(error).__name__}: {str(error)[:160]}"
                 continue
             with torch.no_grad():
                 logits[implementation] = model(**batch).logits.float()
@@ -55,34 +56,45 @@ def attention(device) -> dict:
     return results
 
 
-def training(device) -> dict:
-    """Five MLA steps under bf16 autocast: the losses, and whether the idle encoder stayed bit-identical."""
+def train(method: str, head: str, steps: int, batch_size: int, hooks=None) -> dict:
+    """`steps` training steps on CUDA under bf16 autocast (the Trainer's own, through accelerate); returns the
+    median seconds per step after 2 warm-up steps, the logged losses and the peak CUDA memory."""
     from mla_hf.training import MLATrainer, MLATrainingArguments
 
-    model = vit_bert("sdpa").to(device)
-    batch = {**inputs(32, device), "labels": torch.randint(0, 10, (32,)).to(device)}
+    model = vit_bert("sdpa", head_type=head)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    for hook in hooks or []:
+        hook(model, optimizer)
+    timer = StepTimer()
+    batch = {**inputs(batch_size, "cpu"), "labels": torch.randint(0, 10, (batch_size,))}
+    torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as scratch:
-        args = MLATrainingArguments(output_dir=scratch, per_device_train_batch_size=32, max_steps=5, bf16=True,
-                                    report_to="none", save_strategy="no", disable_tqdm=True, learning_rate=1e-4)
-        trainer = MLATrainer(model=model, args=args)
-        trainer.create_optimizer_and_scheduler(num_training_steps=5)
-        losses, text_changed_in_image_step = [], []
-        optimizer = trainer.optimizer
+        args = MLATrainingArguments(output_dir=scratch, method=method, per_device_train_batch_size=batch_size,
+                                    max_steps=steps, bf16=True, report_to="none", save_strategy="no",
+                                    disable_tqdm=True, logging_steps=1, lr_scheduler_type="constant")
+        trainer = MLATrainer(model=model, args=args, train_dataset=Repeated(batch, batch_size * steps),
+                             optimizers=(optimizer, None), callbacks=[timer])
+        trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return {"seconds_per_step": statistics.median(timer.times[2:]), "losses": losses,
+            "peak_cuda_mib": torch.cuda.max_memory_allocated() / 2**20}
+
+
+def training(device) -> dict:
+    """MLA steps under bf16 autocast on CUDA: finite losses, and the idle encoder bit-identical through the other
+    modality's optimizer step."""
+    changed = []
+
+    def watch_text_encoder(model, optimizer):
         snapshot = {}
+        optimizer.register_step_pre_hook(lambda *_: snapshot.update(
+            text=[p.detach().clone() for p in model.encoders["text"].parameters()]))
+        optimizer.register_step_post_hook(lambda *_: changed.append(any(
+            not torch.equal(p, q) for p, q in zip(model.encoders["text"].parameters(), snapshot["text"]))))
 
-        def before(*_):
-            snapshot["text"] = [p.detach().clone() for p in model.encoders["text"].parameters()]
-
-        def after(*_):
-            changed = any(not torch.equal(p, q) for p, q in zip(model.encoders["text"].parameters(), snapshot["text"]))
-            text_changed_in_image_step.append(changed)
-
-        optimizer.register_step_pre_hook(before)
-        optimizer.register_step_post_hook(after)
-        for _ in range(5):
-            losses.append(float(trainer.training_step(trainer.model, dict(batch))))
-    return {"losses": losses, "text encoder changed, per optimizer step (image, text, ...)": text_changed_in_image_step,
-            "bf16 autocast": True}
+    result = train("mla", "shared", steps=5, batch_size=32, hooks=[watch_text_encoder])
+    return {"losses": result["losses"], "text encoder changed at each optimizer step (image, text, Trainer's own)":
+            changed}
 
 
 def log_mel(device) -> dict:
@@ -107,35 +119,13 @@ def log_mel(device) -> dict:
 
 
 def step_speed(device) -> dict:
-    """Median seconds per training step, MLA against joint, interleaved in one process (ViT-S + BERT-small, batch
-    64, bf16 autocast)."""
-    from mla_hf.training import MLATrainer, MLATrainingArguments
-
-    trainers = {}
-    batch = {**inputs(64, device), "labels": torch.randint(0, 10, (64,)).to(device)}
-    for method, head in (("mla", "shared"), ("joint", "concat")):
-        model = vit_bert("sdpa", head_type=head).to(device)
-        scratch = tempfile.mkdtemp()
-        args = MLATrainingArguments(output_dir=scratch, method=method, per_device_train_batch_size=64, max_steps=100,
-                                    bf16=True, report_to="none", save_strategy="no", disable_tqdm=True)
-        trainer = MLATrainer(model=model, args=args)
-        trainer.create_optimizer_and_scheduler(num_training_steps=100)
-        trainers[method] = trainer
-    times = {method: [] for method in trainers}
-    for _ in range(12):
-        for method, trainer in trainers.items():
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-            trainer.training_step(trainer.model, dict(batch))
-            if not trainer.method.owns_optimizer_steps:
-                trainer.optimizer.step()
-                trainer.optimizer.zero_grad(set_to_none=True)
-            torch.cuda.synchronize()
-            times[method].append(time.perf_counter() - start)
-    medians = {method: statistics.median(values[2:]) for method, values in times.items()}
-    peak = torch.cuda.max_memory_allocated() / 2**20
-    return {"seconds per step": medians, "MLA / joint throughput": medians["joint"] / medians["mla"],
-            "peak CUDA memory of the process (MiB)": peak}
+    """MLA against joint: seconds per training step and peak CUDA memory (ViT-S + BERT-small, batch 64, bf16)."""
+    runs = {method: train(method, head, steps=12, batch_size=64) for method, head in (("mla", "shared"),
+                                                                                       ("joint", "concat"))}
+    return {"seconds per step": {method: run["seconds_per_step"] for method, run in runs.items()},
+            "MLA / joint throughput": runs["joint"]["seconds_per_step"] / runs["mla"]["seconds_per_step"],
+            "peak CUDA memory (MiB)": {method: run["peak_cuda_mib"] for method, run in runs.items()},
+            "MLA / joint peak memory": runs["mla"]["peak_cuda_mib"] / runs["joint"]["peak_cuda_mib"]}
 
 
 def main():

@@ -9,7 +9,7 @@ The backbones have the shapes of real checkpoints, with random weights (nothing 
 (DeiT-small: width 384, 12 layers, 224 px) and BERT-small (google/bert_uncased_L-4_H-512_A-8: width 512, 4 layers).
 Each variant trains in its own process (peak RSS never goes down within one); variants are interleaved and repeated,
 and medians are reported. Memory is the peak above the floor of a process that builds the model and runs no step
-(on a GPU: torch.cuda.max_memory_allocated). LoRA: rank 8 on every linear layer of both backbones.
+(on a GPU: torch.cuda.max_memory_allocated; the floor is then the model on the GPU). LoRA: rank 8 on every linear layer of both backbones.
 """
 
 import argparse
@@ -20,9 +20,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import torch
+from step_timing import Repeated, StepTimer
 
 
 SHAPES = {
@@ -53,44 +53,41 @@ def build(shape: dict, lora: bool):
     return model
 
 
-def batch(shape: dict, size: int, sequence: int, device) -> dict:
+def batch(shape: dict, size: int, sequence: int) -> dict:
     generator = torch.Generator().manual_seed(0)
     image = shape["vit"]["image_size"]
-    return {"image_pixel_values": torch.randn(size, 3, image, image, generator=generator).to(device),
-            "text_input_ids": torch.randint(0, shape["bert"]["vocab_size"], (size, sequence), generator=generator).to(device),
-            "labels": torch.randint(0, 10, (size,), generator=generator).to(device)}
+    return {"image_pixel_values": torch.randn(size, 3, image, image, generator=generator),
+            "text_input_ids": torch.randint(0, shape["bert"]["vocab_size"], (size, sequence), generator=generator),
+            "labels": torch.randint(0, 10, (size,), generator=generator)}
 
 
 def worker(args) -> dict:
-    """One measurement in this process: `steps` MLA training steps of a variant, or (variant None) the floor."""
+    """One measurement in this process: `steps` MLA training steps of a variant (the Trainer's own loop, so bf16
+    autocast applies), or (variant None) the floor: the model, and the optimizer state it would have."""
     from mla_hf.training import MLATrainer, MLATrainingArguments
 
     shape = SHAPES["smoke" if args.smoke else "full"]
-    device = torch.device(args.device)
-    model = build(shape, lora=args.variant == VARIANTS[1]).to(device)
+    model = build(shape, lora=args.variant == VARIANTS[1])
     trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
     total = sum(parameter.numel() for parameter in model.parameters())
-    inputs = batch(shape, args.batch_size, args.sequence, device)
+    timer = StepTimer()
     with tempfile.TemporaryDirectory() as scratch:
         training_args = MLATrainingArguments(output_dir=scratch, per_device_train_batch_size=args.batch_size,
-                                             max_steps=args.steps, learning_rate=1e-4, report_to="none",
+                                             max_steps=max(args.steps, 1), learning_rate=1e-4, report_to="none",
                                              save_strategy="no", disable_tqdm=True, bf16=args.bf16,
-                                             use_cpu=args.device == "cpu")
-        trainer = MLATrainer(model=model, args=training_args)
-        trainer.create_optimizer_and_scheduler(num_training_steps=args.steps)
-        if device.type == "cuda":
+                                             use_cpu=args.device == "cpu", dataloader_num_workers=0)
+        trainer = MLATrainer(model=model, args=training_args, callbacks=[timer],
+                             train_dataset=Repeated(batch(shape, args.batch_size, args.sequence), args.batch_size * args.steps))
+        if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        times = []
-        for _ in range(args.steps if args.variant else 0):
-            start = time.perf_counter()
-            trainer.training_step(trainer.model, dict(inputs))
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else \
+        if args.variant:
+            trainer.train()
+        else:
+            model.to(training_args.device)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else \
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"trainable": trainable, "total": total, "peak_mib": peak,
-            "step_seconds": statistics.median(times[1:]) if len(times) > 1 else None}
+            "step_seconds": statistics.median(timer.times[1:]) if len(timer.times) > 1 else None}
 
 
 def run_worker(args, variant) -> dict:

@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 import torch
+from step_timing import StepTimer
 
 
 MODALITIES = {"audio": "audio", "image": "image"}
@@ -72,29 +73,19 @@ class RandomBatches(torch.utils.data.Dataset):
 def step_worker(args) -> dict:
     """In this process: `steps` training steps of `args.method` (timed per step, after 2 warm-up steps), or the
     floor (method None). With `--profile`, the torch profiler's time per MLA phase."""
-    from transformers import TrainerCallback
-
     from mla_hf import MLAModel
     from mla_hf.training import MLATrainer, MLATrainingArguments
 
     torch.manual_seed(0)
     method = args.method or "mla"
     model = MLAModel(build(args, method)[0])
-    times = []
-
-    class StepTimer(TrainerCallback):
-        def on_step_begin(self, *_, **__):
-            self.started = time.perf_counter()
-
-        def on_step_end(self, *_, **__):
-            times.append(time.perf_counter() - self.started)
-
+    timer = StepTimer()
     with tempfile.TemporaryDirectory() as scratch:
         training_args = MLATrainingArguments(
             output_dir=scratch, method=method, per_device_train_batch_size=args.batch_size, max_steps=args.steps + 2,
             learning_rate=1e-3, save_strategy="no", report_to="none", disable_tqdm=True, logging_steps=10_000,
             dataloader_num_workers=0)
-        trainer = MLATrainer(model=model, args=training_args, callbacks=[StepTimer()],
+        trainer = MLATrainer(model=model, args=training_args, callbacks=[timer],
                              train_dataset=RandomBatches(args.batch_size * (args.steps + 2), args.image_size))
         if args.method is None:  # the floor: model and AdamW state, no forward pass
             trainer.create_optimizer_and_scheduler(num_training_steps=1)
@@ -104,7 +95,7 @@ def step_worker(args) -> dict:
             return {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         if not args.profile:
             trainer.train()
-            return {"samples_per_second": args.batch_size / statistics.median(times[2:]),
+            return {"samples_per_second": args.batch_size / statistics.median(timer.times[2:]),
                     "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         with torch.profiler.profile() as profiler:
             trainer.train()
@@ -112,7 +103,7 @@ def step_worker(args) -> dict:
     for event in profiler.key_averages():
         if event.key.startswith(("mla.", "Optimizer.step", "aten::", "autograd::")) and event.key.count(".") < 3:
             phases[event.key] = event.cpu_time_total / 1e6 / (args.steps + 2)  # seconds per step
-    return {"seconds_per_step": statistics.median(times[2:]), "phases": phases}
+    return {"seconds_per_step": statistics.median(timer.times[2:]), "phases": phases}
 
 
 def run_worker(args, method=None, extra=(), env=None) -> dict:
