@@ -18,14 +18,34 @@ import torch
 from step_timing import Repeated, StepTimer
 
 
+SIZES = {  # ViT-S/16 and BERT-small shapes; --smoke shrinks everything to check the script on a CPU
+    "full": dict(vit=dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536),
+                 bert=dict(hidden_size=512, num_hidden_layers=4, num_attention_heads=8, intermediate_size=2048),
+                 image=224, batch=(8, 32, 64), steps=(5, 12), clip_seconds=10),
+    "smoke": dict(vit=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                           image_size=32, patch_size=8),
+                  bert=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
+                  image=32, batch=(2, 4, 4), steps=(3, 4), clip_seconds=1),
+}
+SIZE = SIZES["full"]
+
+
+def synchronize():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def peak_memory_mib() -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+
+
 def vit_bert(attn_implementation, dtype=None, **config):
     from transformers import BertConfig, ViTConfig
 
     from mla_hf import MLAConfig, MLAModel
 
     torch.manual_seed(0)
-    vit = ViTConfig(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536)
-    bert = BertConfig(hidden_size=512, num_hidden_layers=4, num_attention_heads=8, intermediate_size=2048)
+    vit, bert = ViTConfig(**SIZE["vit"]), BertConfig(**SIZE["bert"])
     mla_config = MLAConfig(modalities={"image": vit, "text": bert}, num_labels=10, projection_dim=256,
                            attn_implementation=attn_implementation, **({"dtype": dtype} if dtype else {}), **config)
     return MLAModel(mla_config)
@@ -33,14 +53,15 @@ def vit_bert(attn_implementation, dtype=None, **config):
 
 def inputs(batch, device):
     generator = torch.Generator().manual_seed(0)
-    return {"image_pixel_values": torch.randn(batch, 3, 224, 224, generator=generator).to(device),
+    image = SIZE["image"]
+    return {"image_pixel_values": torch.randn(batch, 3, image, image, generator=generator).to(device),
             "text_input_ids": torch.randint(0, 30522, (batch, 64), generator=generator).to(device)}
 
 
 def attention(device) -> dict:
     """Largest logit difference of sdpa (and flash attention, if installed) against eager, fp32 and bf16."""
     results = {}
-    batch = inputs(8, device)
+    batch = inputs(SIZE["batch"][0], device)
     for dtype in (torch.float32, torch.bfloat16):
         logits = {}
         for implementation in ("eager", "sdpa", "flash_attention_2"):
@@ -67,7 +88,8 @@ def train(method: str, head: str, steps: int, batch_size: int, hooks=None) -> di
         hook(model, optimizer)
     timer = StepTimer()
     batch = {**inputs(batch_size, "cpu"), "labels": torch.randint(0, 10, (batch_size,))}
-    torch.cuda.reset_peak_memory_stats()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as scratch:
         args = MLATrainingArguments(output_dir=scratch, method=method, per_device_train_batch_size=batch_size,
                                     max_steps=steps, bf16=True, report_to="none", save_strategy="no",
@@ -77,7 +99,7 @@ def train(method: str, head: str, steps: int, batch_size: int, hooks=None) -> di
         trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return {"seconds_per_step": statistics.median(timer.times[2:]), "losses": losses,
-            "peak_cuda_mib": torch.cuda.max_memory_allocated() / 2**20}
+            "peak_cuda_mib": peak_memory_mib()}
 
 
 def training(device) -> dict:
@@ -92,7 +114,7 @@ def training(device) -> dict:
         optimizer.register_step_post_hook(lambda *_: changed.append(any(
             not torch.equal(p, q) for p, q in zip(model.encoders["text"].parameters(), snapshot["text"]))))
 
-    result = train("mla", "shared", steps=5, batch_size=32, hooks=[watch_text_encoder])
+    result = train("mla", "shared", steps=SIZE["steps"][0], batch_size=SIZE["batch"][1], hooks=[watch_text_encoder])
     return {"losses": result["losses"], "text encoder changed at each optimizer step (image, text, Trainer's own)":
             changed}
 
@@ -102,38 +124,44 @@ def log_mel(device) -> dict:
 
     front_end = LogMelFeatureExtractor(num_mel_bins=128, max_length=1024)
     rng = np.random.default_rng(0)
-    clips = [(0.3 * rng.standard_normal(16000 * 10)).astype(np.float32) for _ in range(32)]
+    clips = [(0.3 * rng.standard_normal(16000 * SIZE["clip_seconds"])).astype(np.float32) for _ in range(32)]
     cpu = front_end(clips)["input_values"]
     on_device = front_end(clips, device=device)["input_values"]
-    torch.cuda.synchronize()
-    timings = {"cpu": [], "cuda": []}
+    synchronize()
+    timings = {"cpu": [], str(device): []}
     for _ in range(5):
-        for name, target in (("cpu", None), ("cuda", device)):
+        for name, target in (("cpu", None), (str(device), device)):
             start = time.perf_counter()
             front_end(clips, device=target)
-            torch.cuda.synchronize()
+            synchronize()
             timings[name].append(time.perf_counter() - start)
-    return {"max difference cuda vs cpu": float((on_device.cpu() - cpu).abs().max()),
+    return {"max difference device vs cpu": float((on_device.cpu() - cpu).abs().max()),
             "output device": str(on_device.device),
-            "seconds for 32 clips of 10 s": {name: statistics.median(values) for name, values in timings.items()}}
+            f"seconds for 32 clips of {SIZE['clip_seconds']} s": {name: statistics.median(values) for name, values in timings.items()}}
 
 
 def step_speed(device) -> dict:
     """MLA against joint: seconds per training step and peak CUDA memory (ViT-S + BERT-small, batch 64, bf16)."""
-    runs = {method: train(method, head, steps=12, batch_size=64) for method, head in (("mla", "shared"),
-                                                                                       ("joint", "concat"))}
+    runs = {method: train(method, head, steps=SIZE["steps"][1], batch_size=SIZE["batch"][2])
+            for method, head in (("mla", "shared"), ("joint", "concat"))}
     return {"seconds per step": {method: run["seconds_per_step"] for method, run in runs.items()},
             "MLA / joint throughput": runs["joint"]["seconds_per_step"] / runs["mla"]["seconds_per_step"],
             "peak CUDA memory (MiB)": {method: run["peak_cuda_mib"] for method, run in runs.items()},
-            "MLA / joint peak memory": runs["mla"]["peak_cuda_mib"] / runs["joint"]["peak_cuda_mib"]}
+            "MLA / joint peak memory": runs["mla"]["peak_cuda_mib"] / runs["joint"]["peak_cuda_mib"]
+            if torch.cuda.is_available() else None}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    parser.add_argument("--smoke", action="store_true", help="Tiny shapes, on the CPU if there is no GPU.")
     args = parser.parse_args()
-    device = torch.device("cuda")
-    report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
+    global SIZE
+    SIZE = SIZES["smoke" if args.smoke else "full"]
+    if args.smoke:
+        args.output_dir = tempfile.mkdtemp(prefix="gpu-check-smoke-")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__}
     for name, check in (("attention", attention), ("training", training), ("log_mel", log_mel),
                         ("step_speed", step_speed)):
         try:
@@ -144,6 +172,7 @@ def main():
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, "gpu_check.json"), "w") as handle:
         json.dump(report, handle, indent=2, default=str)
+    print(f"Written to {args.output_dir}")
 
 
 if __name__ == "__main__":
