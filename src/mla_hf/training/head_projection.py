@@ -47,12 +47,12 @@ class HeadGradientProjector:
             self.P /= torch.linalg.matrix_norm(self.P)
 
     @torch.no_grad()
-    def project_(self, weight_grad: torch.Tensor) -> float:
+    def project_(self, weight_grad: torch.Tensor) -> torch.Tensor:
         """Replace the head's weight gradient G `(num_labels, dim)` by G P in place; the bias is not projected.
-        Returns ||G P|| / ||G||, how much of the gradient the projection lets through."""
+        Returns ||G P|| / ||G||, how much of the gradient the projection lets through (a 0-d tensor on G's device)."""
         before = torch.linalg.vector_norm(weight_grad)
         weight_grad.copy_(weight_grad @ self.P.to(weight_grad.dtype))
-        return float(torch.linalg.vector_norm(weight_grad) / before.clamp_min(1e-30))
+        return torch.linalg.vector_norm(weight_grad) / before.clamp_min(1e-30)
 
     def spectrum(self) -> dict[str, float]:
         """Smallest and mean eigenvalue of P and its effective rank (exp of the entropy of the normalised

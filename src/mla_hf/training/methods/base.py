@@ -193,14 +193,16 @@ class TrainingMethod:
         return []
 
     def record(self, what: str, key: str, value: torch.Tensor | float):
+        """Add a value to the running mean logged as `<what>_<key>`. Tensors stay on their device until the log,
+        so recording never waits for the GPU."""
         name = f"{what}_{key}"
-        value = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+        value = value.detach() if isinstance(value, torch.Tensor) else value
         self._loss_sums[name] = self._loss_sums.get(name, 0.0) + value
         self._loss_counts[name] = self._loss_counts.get(name, 0) + 1
 
     def pop_log_metrics(self) -> dict[str, float]:
         """Mean of each recorded value since the last log, e.g. `{"loss_audio": 1.2, "grad_norm_audio": 0.3}`."""
-        logs = {name: total / self._loss_counts[name] for name, total in self._loss_sums.items()}
+        logs = {name: float(total) / self._loss_counts[name] for name, total in self._loss_sums.items()}
         self._loss_sums, self._loss_counts = {}, {}
         return logs
 

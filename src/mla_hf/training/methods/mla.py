@@ -99,18 +99,19 @@ class MLA(TrainingMethod):
             step.optimizer.train()  # schedule-free optimizers
         if self.projector is not None and self.options.hgm_reset_each_epoch and step.epoch_progress() == 0:
             self.projector.reset()
-        present_here = core.modality_presence(**inputs).sum(0)  # (modalities,) samples having each modality
-        present_anywhere = step.reduce_sum(present_here.clone())  # one all-reduce a batch
+        present = core.modality_presence(**inputs).sum(0)  # (modalities,) samples having each modality
+        present_anywhere = step.reduce_sum(present.clone()).tolist()  # one all-reduce and one host sync a batch
+        present_here = present.tolist()
         losses = []
         for name in self.modality_order(core.modalities, step):
             index = core.modalities.index(name)
             if present_anywhere[index] == 0:
                 continue  # skipped on every rank alike
-            share = float(present_here[index]) * step.accelerator.num_processes / float(present_anywhere[index])
+            share = present_here[index] * step.accelerator.num_processes / present_anywhere[index]
             loss = self._modality_step(model, core, inputs, name, index, share, step)
             if loss is not None:
                 losses.append(loss)
-        if not present_anywhere.any():
+        if not any(present_anywhere):
             raise ValueError("A training batch has no modality present in any sample (check `modality_mask`).")
         return torch.stack(losses).mean() if losses else torch.zeros((), device=step.args.device)
 
@@ -144,11 +145,11 @@ class MLA(TrainingMethod):
                 self.record("hgm_grad_ratio", name, self._project_update(head.weight, weight_before))
             if before is not None:
                 after = head.weight.detach() @ reference.to(head.weight)
-                self.record("hgm_drift", name, float((after - before).norm() / before.norm().clamp_min(1e-30)))
+                self.record("hgm_drift", name, (after - before).norm() / before.norm().clamp_min(1e-30))
             if self.projector is not None and options.hgm_update_source == "previous":
                 self.projector.update(self._rls_feature(mean_feature), self.alpha(step))  # for the next modality
         self.previous_feature = mean_feature
-        self.record("feature_norm", name, float(mean_feature.norm()))
+        self.record("feature_norm", name, mean_feature.norm())
         self.record("loss", name, loss.detach())
         self.record("grad_norm", name, grad_norm)
         return loss.detach()
@@ -159,12 +160,12 @@ class MLA(TrainingMethod):
         return mean_feature
 
     @torch.no_grad()
-    def _project_update(self, weight: torch.Tensor, weight_before: torch.Tensor) -> float:
+    def _project_update(self, weight: torch.Tensor, weight_before: torch.Tensor) -> torch.Tensor:
         """Keep only the projected part of the step the optimizer just took: W = W_before + (W - W_before) P."""
         update = weight - weight_before
         projected = update @ self.projector.P.to(update.dtype)
         weight.copy_(weight_before + projected)
-        return float(projected.norm() / update.norm().clamp_min(1e-30))
+        return projected.norm() / update.norm().clamp_min(1e-30)
 
     def _clip_and_measure(self, step) -> torch.Tensor:
         """Total gradient norm of this modality step, before clipping to max_grad_norm (when set)."""
