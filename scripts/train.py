@@ -13,9 +13,10 @@ examples:
   python scripts/train.py --resume_from_checkpoint latest   # continue an interrupted run in --output_dir
   torchrun --nproc_per_node 2 scripts/train.py              # 2 processes (DDP; gloo on CPU)
 
-The best epoch is chosen on the validation split; the final model is saved, then tested on the test split. The
-output folder holds the model, its processor, the remote code, a model card (README.md), test_results.json and
-laziness.png: push it with scripts/push_to_hub.py, or train with --push_to_hub --hub_model_id you/name.
+The best epoch is chosen on the validation split; the final model is saved (LoRA adapters merged), then tested on
+the test split. The output folder holds the model, its processor, the remote code, a model card (README.md),
+test_results.json, laziness.png and hgm.png: push it with scripts/push_to_hub.py, or train with --push_to_hub
+--hub_model_id you/name.
 """
 
 import json
@@ -158,6 +159,8 @@ def train_and_test(model_args, data_args, raw, modality_kinds: dict, training_ar
                          eval_dataset=processed.get("validation"), processing_class=processor)
     resume = training_args.resume_from_checkpoint
     trainer.train(resume_from_checkpoint=True if resume in ("latest", "true", "True") else resume)
+    # Checkpoints keep the adapters (exact resume); the final folder is a plain MLA model that loads without peft.
+    trainer.accelerator.unwrap_model(trainer.model).merge_backbone_adapters()
     trainer.save_model()
     metrics = None
     if "test" in processed:

@@ -119,3 +119,16 @@ def test_preprocessing_is_the_same_in_one_process_or_several_and_equals_the_proc
     direct = processor({"audio": rows["audio"], "image": rows["image"]}, padding="max_length")
     for key, expected in direct.items():
         assert torch.equal(one[key][:], two[key][:]) and torch.equal(one[key][:], expected), key
+
+
+def test_a_nan_in_a_waveform_is_refused_by_preprocessing(small):
+    from mla_hf.data import preprocess_dataset
+    from mla_hf.data.av_digits import LABEL_NAMES
+    from mla_hf.presets import build_model_and_processor
+
+    _, processor = build_model_and_processor({"audio": "audio", "image": "image"}, LABEL_NAMES)
+    split = small["train"].select(range(4)).map(
+        lambda row, index: {"audio": {"array": [float("nan")] * 16000, "sampling_rate": 16000} if index == 2
+                            else row["audio"]}, with_indices=True)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        preprocess_dataset(split, processor, num_proc=1)

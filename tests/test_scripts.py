@@ -105,3 +105,25 @@ def test_evaluate_script_keeps_one_file_per_setting(trained):
     assert files["test-fusion-fixed.json"]["fusion_weights"] == {"audio": 0.25, "image": 0.75}
     assert fixed["metrics"]["test_image_fusion_weight"] == pytest.approx(0.75, abs=1e-6)
     assert files["test-missing-image0.5-seed0.json"]["metrics"] == missing["metrics"]
+
+
+def test_train_script_with_lora_saves_a_merged_folder_the_pipeline_loads(tmp_path):
+    from transformers import pipeline
+
+    run_train(tmp_path / "lora", "--architecture", "transformer", "--lora_modalities", "all", "--lora_r", "2",
+              "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false")
+    model = MLAModel.from_pretrained(tmp_path / "lora")
+    assert model.config.backbone_adapters == {} and not any("lora_" in key for key in model.state_dict())
+    classify = pipeline("mla-classification", model=str(tmp_path / "lora"))
+    assert classify({"audio": {"array": [0.0] * 16000, "sampling_rate": 16000}})[0]["label"] in [str(d) for d in range(10)]
+
+
+def test_an_option_of_another_method_is_refused_on_the_command_line(tmp_path):
+    with pytest.raises(ValueError, match=r"--mla.hgm: option\(s\) of method 'mla', but --method is 'joint'"):
+        run_train(tmp_path, "--method", "joint", "--mla.hgm", "false")
+    with pytest.raises(ValueError, match="Option 'alpha' of method 'ogm_ge' must be positive"):
+        run_train(tmp_path, "--method", "ogm_ge", "--ogm_ge.alpha", "-5")
+    help_text = train.make_parser().format_help()
+    options = help_text[help_text.index("training method:"):]  # after the description and its examples
+    assert options.index("--method") < options.index("--ogm_ge.alpha") < options.index("\n  --output_dir")
+    assert help_text.startswith("usage:") and "examples:" in help_text and len(help_text.splitlines()) < 300
