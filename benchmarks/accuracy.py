@@ -75,6 +75,7 @@ class BenchmarkArguments:
     batch_size: int = field(default=64, metadata={"help": "Training batch size."})
     num_threads: int | None = field(default=None, metadata={"help": "torch threads (default: see mla_hf.threads)."})
     output_dir: str = field(default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    output_name: str = field(default="accuracy", metadata={"help": "Results file name (<name>.md and <name>.json)."})
     smoke: bool = field(default=False, metadata={"help": "Tiny data, one seed, one epoch: checks the script runs."})
     render_only: bool = field(default=False, metadata={"help": "Rewrite accuracy.md from accuracy.json."})
 
@@ -207,6 +208,8 @@ def markdown(saved: dict) -> str:
     lines = [
         f"# Accuracy on {saved['dataset']} (test split, %)",
         "",
+        *([f"Data variant: `{saved['data']['av_digits_settings']}`.", ""] if saved["data"].get("av_digits_settings")
+          else []),
         f"Mean ± std over seeds {settings['seeds']}; {settings['epochs']} epochs, batch {settings['batch_size']}, "
         f"random-init backbones (hidden {settings['hidden_size']}, {settings['num_layers']} layers). Without "
         "'(SGD)': AdamW, lr 1e-3, weight decay 0.01, clipping 1.0; '(SGD)': the authors' recipe (SGD lr 1e-3, "
@@ -222,16 +225,16 @@ def markdown(saved: dict) -> str:
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     if saved.get("reading"):
         lines += ["", "## Reading", "", saved["reading"]]
-    lines += ["", f"Command: `{saved['command']}`; per-seed values in `accuracy.json` (`--render_only` rewrites "
-              "this file from it)."]
+    lines += ["", f"Command: `{saved['command']}`; per-seed values in the JSON file beside this one (`--render_only` "
+              "rewrites this file from it)."]
     return "\n".join(lines) + "\n"
 
 
 def main(args: BenchmarkArguments, data_args: DataArguments):
     if args.render_only:
-        with open(os.path.join(args.output_dir, "accuracy.json")) as handle:
+        with open(os.path.join(args.output_dir, f"{args.output_name}.json")) as handle:
             saved = json.load(handle)
-        with open(os.path.join(args.output_dir, "accuracy.md"), "w") as handle:
+        with open(os.path.join(args.output_dir, f"{args.output_name}.md"), "w") as handle:
             handle.write(markdown(saved))
         return
     if args.smoke:
@@ -264,9 +267,9 @@ def main(args: BenchmarkArguments, data_args: DataArguments):
              "command": "python " + " ".join(["benchmarks/accuracy.py", *sys.argv[1:]]),
              "wall_seconds": time.time() - started, "results": summarise(runs)}
     os.makedirs(args.output_dir, exist_ok=True)
-    with open(os.path.join(args.output_dir, "accuracy.json"), "w") as handle:
+    with open(os.path.join(args.output_dir, f"{args.output_name}.json"), "w") as handle:
         json.dump(saved, handle, indent=2)
-    with open(os.path.join(args.output_dir, "accuracy.md"), "w") as handle:
+    with open(os.path.join(args.output_dir, f"{args.output_name}.md"), "w") as handle:
         handle.write(markdown(saved))
     print(markdown(saved))
     print(f"Written to {args.output_dir}")

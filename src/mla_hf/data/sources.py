@@ -27,6 +27,9 @@ class DataArguments:
                           "columns are named exactly audio, image and text."},
     )
     split_seed: int = field(default=0, metadata={"help": "Seed of AV-Digits' generation and of seeded splits."})
+    av_digits_settings: str | None = field(
+        default=None, metadata={"help": "AV-Digits variant, JSON of AVDigitsSettings fields, e.g. "
+                                        "'{\"drowned_share\": 0.7}' (a data variant to check a finding on)."})
     av_digits_max_images: int | None = field(
         default=None, metadata={"help": "AV-Digits from a random subset of the 1,797 images (quick runs)."}
     )
@@ -36,7 +39,12 @@ class DataArguments:
 def load_multimodal_dataset(args: DataArguments) -> tuple[datasets.DatasetDict, dict[str, str]]:
     """The raw `DatasetDict` (train / validation / test) and its `{modality: kind}`."""
     if args.dataset == "av_digits":
-        settings = AVDigitsSettings(seed=args.split_seed, max_images=args.av_digits_max_images)
+        variant = json.loads(args.av_digits_settings) if args.av_digits_settings else {}
+        unknown = sorted(set(variant) - set(AVDigitsSettings.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"Unknown AV-Digits settings {unknown}; see AVDigitsSettings.")
+        variant = {key: tuple(value) if isinstance(value, list) else value for key, value in variant.items()}
+        settings = AVDigitsSettings(**{"seed": args.split_seed, "max_images": args.av_digits_max_images, **variant})
         return load_av_digits(settings, cache_dir=args.cache_dir), {"audio": "audio", "image": "image"}
     if args.data_dir is None:
         raise ValueError(f"--data_dir is required for the dataset '{args.dataset}'.")

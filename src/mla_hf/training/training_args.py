@@ -94,7 +94,7 @@ class MLATrainingArguments(TrainingArguments):
                 "MLATrainer does not support DeepSpeed or FSDP: MLA projects and steps the shared head's full "
                 "gradient once per modality, which ZeRO and FSDP shard across processes. Scale out with DDP "
                 "(`torchrun --nproc_per_node N scripts/train.py`, or `--nnodes` for several machines); for large "
-                "backbones, train LoRA adapters (--lora_modalities), with gradient_checkpointing and bf16.")
+                "backbones, train LoRA adapters (--lora_modalities), with activation checkpointing and bf16.")
         if self.recipe not in RECIPES:
             raise ValueError(f"Unknown recipe '{self.recipe}'. Choose one of: {', '.join(RECIPES)}.")
         for name, value in RECIPES[self.recipe].items():
