@@ -15,7 +15,8 @@ BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 @pytest.mark.parametrize("script, columns", [
     ("accuracy.py", ["late fusion, calibrated product", "fused, 50% lose audio", "mla, no HGM, entropy (paper)",
                      "unimodal image", "mla (SGD), product of experts", "fused, each modality lost by 30%"]),
-    ("speed.py", ["MLA / joint training throughput", "HGM (P update + projection", "pipeline at batch 32"]),
+    ("speed.py", ["MLA / joint training throughput", "HGM (P update + projection", "processor + forward at batch 32",
+                  "preprocessing, now / before", "default job", "Where an MLA step's time goes"]),
     ("lora.py", ["full fine-tuning", "LoRA r=8", "trainable parameters"]),
     ("gpu_check.py", None),
 ])

@@ -122,7 +122,8 @@ def test_push_commits_exactly_the_hub_files(tmp_path):
     assert commit["files"] == sorted([
         "README.md", "config.json", "model.safetensors", "mla_processor_config.json", "laziness.png",
         os.path.join("audio", "preprocessor_config.json"), os.path.join("image", "preprocessor_config.json"),
-        "adapters.py", "backbones.py", "configuration_mla.py", "fusion.py", "heads.py", "modeling_mla.py",
+        "adapters.py", "backbones.py", "configuration_mla.py", "feature_extraction_mla.py", "fusion.py", "heads.py",
+        "modeling_mla.py",
         "pipeline_mla.py", "pooling.py", "processing_mla.py",
     ])
     assert metadata(commit["readme"])["model-index"][0]["results"][0]["metrics"][0]["value"] == 0.75
