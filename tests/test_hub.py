@@ -85,6 +85,7 @@ def test_card_renders_every_section_and_the_model_index(tmp_path):
     assert "| mla.hgm | True |" in card and "epoch 7.00 of 10.00 was kept" in card
     assert "![laziness.png](laziness.png)" in card and "P: min eigenvalue" in card
     assert "eSpeak NG" in card and "GPL-3.0-or-later" in card and "CC BY 4.0" in card
+    assert "head gradient modification added +0.6 points" in card and "not significant" in card
 
 
 def test_card_metadata_for_one_modality_and_a_hub_dataset(tmp_path):
