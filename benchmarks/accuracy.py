@@ -20,6 +20,7 @@ independently from 30 % of them (a sample keeps at least one).
 
 import json
 import os
+import shlex
 import statistics
 import sys
 import tempfile
@@ -264,7 +265,7 @@ def main(args: BenchmarkArguments, data_args: DataArguments):
         runs = [run_seed(seed, data, build_kwargs, modalities, rows, args, scratch) for seed in args.seeds]
     saved = {"settings": asdict(args), "data": asdict(data_args), "dataset": data_args.dataset, "modalities": modalities,
              "machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}, {threads} threads",
-             "command": "python " + " ".join(["benchmarks/accuracy.py", *sys.argv[1:]]),
+             "command": "python " + shlex.join(["benchmarks/accuracy.py", *sys.argv[1:]]),
              "wall_seconds": time.time() - started, "results": summarise(runs)}
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, f"{args.output_name}.json"), "w") as handle:

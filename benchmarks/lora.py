@@ -15,6 +15,7 @@ and medians are reported. Memory is the peak above the floor of a process that b
 import argparse
 import json
 import os
+import shlex
 import resource
 import statistics
 import subprocess
@@ -154,7 +155,7 @@ def main():
             runs[variant or "floor"].append(run_worker(args, variant))
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} CPUs, {args.num_threads} threads"
     saved = {"settings": vars(args), "machine": f"{device}, torch {torch.__version__}", "runs": runs,
-             "command": "python " + " ".join(["benchmarks/lora.py", *sys.argv[1:]])}
+             "command": "python " + shlex.join(["benchmarks/lora.py", *sys.argv[1:]])}
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, f"{args.output_name}.json"), "w") as handle:
         json.dump(saved, handle, indent=2)

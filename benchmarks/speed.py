@@ -17,6 +17,7 @@ preprocessing process reading Python lists.
 import argparse
 import json
 import os
+import shlex
 import resource
 import statistics
 import subprocess
@@ -417,7 +418,7 @@ def main():
     started = time.time()
     training = training_comparison(args)
     saved = {"settings": vars(args), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
-             "command": "python " + " ".join(["benchmarks/speed.py", *sys.argv[1:]]), "training": training,
+             "command": "python " + shlex.join(["benchmarks/speed.py", *sys.argv[1:]]), "training": training,
              "hgm": hgm_share(args, training["profile"]["mla"]["seconds_per_step"]),
              "pipeline": pipeline_speed(args), "preprocessing": preprocessing_speed(args),
              "threads": threads_under_load(args), "default_job": default_job(args)}
