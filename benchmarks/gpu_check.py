@@ -1,7 +1,8 @@
 """What can only be checked on a GPU (run on demand; no test depends on it): attention implementations and bf16 on
 CUDA, MLA training steps there, the log-mel front end on the device, and MLA against joint step time.
 
-    python benchmarks/gpu_check.py --output_dir results/     # writes gpu_check.json and gpu_check.md
+    python benchmarks/gpu_check.py                           # writes results/gpu_check.json
+    python benchmarks/gpu_check.py --checks step_speed      # reruns one check, keeping the others
 
 The backbones have pretrained shapes with random weights (nothing is downloaded): ViT-S/16 and BERT-small.
 """
@@ -151,26 +152,36 @@ def step_speed(device) -> dict:
             if torch.cuda.is_available() else None}
 
 
+CHECKS = {"attention": attention, "training": training, "log_mel": log_mel, "step_speed": step_speed}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     parser.add_argument("--smoke", action="store_true", help="Tiny shapes, on the CPU if there is no GPU.")
+    parser.add_argument("--checks", nargs="+", choices=list(CHECKS), default=list(CHECKS),
+                        help="Run only these checks (the results file keeps the others' earlier values).")
     args = parser.parse_args()
     global SIZE
     SIZE = SIZES["smoke" if args.smoke else "full"]
     if args.smoke:
         args.output_dir = tempfile.mkdtemp(prefix="gpu-check-smoke-")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    report = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__}
-    for name, check in (("attention", attention), ("training", training), ("log_mel", log_mel),
-                        ("step_speed", step_speed)):
+    path = os.path.join(args.output_dir, "gpu_check.json")
+    report = {}
+    if set(args.checks) != set(CHECKS) and os.path.exists(path):
+        with open(path) as handle:
+            report = json.load(handle)
+    report.update(device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu", torch=torch.__version__)
+    for name in args.checks:
+        check = CHECKS[name]
         try:
             report[name] = check(device)
         except Exception as error:  # one failed check must not hide the others' results
             report[name] = f"failed: {type(error).__name__}: {error}"
         print(name, json.dumps(report[name], default=str)[:2000], flush=True)
     os.makedirs(args.output_dir, exist_ok=True)
-    with open(os.path.join(args.output_dir, "gpu_check.json"), "w") as handle:
+    with open(path, "w") as handle:
         json.dump(report, handle, indent=2, default=str)
     print(f"Written to {args.output_dir}")
 
