@@ -12,8 +12,8 @@ the last epoch is evaluated (no selection). Trained rows: MLA and its head gradi
 training, OGM-GE, QMF and each modality alone, under AdamW (the package default: lr 1e-3, weight decay 0.01,
 clipping 1.0) and under the MLA authors' SGD recipe (`recipe="authors_sgd"`). Fusion rows are computed from the
 trained models' per-modality logits, so they cost no training: MLA's shared head and late fusion of the unimodal
-models, each fused by entropy (the paper), equal weights, a product of experts, and the entropy or product of
-temperature-calibrated logits (temperatures fitted on the validation split; the test split never is). Missing
+models, each fused by entropy (the paper), equal weights, a product of experts, QMF's energy weights, and the
+entropy or product of temperature-calibrated logits (temperatures fitted on the validation split; the test split never is). Missing
 columns drop modalities at random per sample: one modality from half of the samples, or every modality
 independently from 30 % of them (a sample keeps at least one).
 """
@@ -56,6 +56,7 @@ FUSIONS = {  # row suffix -> (fusion mode, calibrated)
     "entropy (paper)": ("dynamic", False),
     "equal weights": ("fixed", False),
     "product of experts": ("product", False),
+    "energy (QMF)": ("energy", False),
     "calibrated entropy": ("dynamic", True),
     "calibrated product": ("product", True),
 }

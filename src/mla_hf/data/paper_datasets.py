@@ -169,7 +169,7 @@ def load_iemocap(root: str, seed: int = 0, test_session: str = "5", validation_s
     name = "IEMOCAP"
     records = []
     with open(_require_file(os.path.join(root, "labels.csv"), name), encoding="utf-8", newline="") as handle:
-        for number, row in enumerate(csv.DictReader(handle), start=2):
+        for row in csv.DictReader(handle):
             if not {"utterance", "label", "session"} <= set(row):
                 raise ValueError(f"{name}: labels.csv needs the header 'utterance,label,session'.")
             utterance, session = row["utterance"].strip(), str(row["session"]).strip()
