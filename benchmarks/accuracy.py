@@ -50,6 +50,8 @@ TRAINED = {  # row -> (method, method options, recipe); unimodal rows are added 
     "qmf": ("qmf", {}, "default"),
     "mla (SGD)": ("mla", {}, "authors_sgd"),
     "mla, no HGM (SGD)": ("mla", {"hgm": False}, "authors_sgd"),
+    "mla, HGM with normalised P (SGD)": ("mla", {"hgm_normalize": True}, "authors_sgd"),
+    "mla, HGM forgetting 0.01 (SGD)": ("mla", {"hgm_forgetting": 0.01}, "authors_sgd"),
     "joint (SGD)": ("joint", {}, "authors_sgd"),
 }
 FUSIONS = {  # row suffix -> (fusion mode, calibrated)

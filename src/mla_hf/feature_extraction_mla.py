@@ -90,8 +90,8 @@ class LogMelFeatureExtractor(SequenceFeatureExtractor):
         torch.mul(frames[..., :1], 1 - 0.97, out=emphasised[..., :1])
         emphasised -= (1 - 0.97) * frames.mean(-1, keepdim=True)
         emphasised *= self._window.to(frames.device)
-        spectrum = torch.view_as_real(torch.fft.rfft(emphasised, n=self.fft_length))
-        power = spectrum.square().sum(-1)  # |X|^2 without the square root of abs()
+        spectrum = torch.fft.rfft(emphasised, n=self.fft_length)
+        power = torch.addcmul(spectrum.real.square(), spectrum.imag, spectrum.imag)  # |X|^2: no sqrt, no strided sum
         mel = torch.log(torch.clamp(power @ self._filters.to(power.device), min=torch.finfo(torch.float32).eps))
         counts = (lengths - self.frame_length) // self.hop_length + 1  # frames each waveform really has
         mel = mel[:, : self.max_length]
