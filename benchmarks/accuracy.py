@@ -18,7 +18,6 @@ columns drop modalities at random per sample: one modality from half of the samp
 independently from 30 % of them (a sample keeps at least one).
 """
 
-import json
 import os
 import shlex
 import statistics
@@ -37,6 +36,7 @@ from mla_hf.fusion import fit_temperatures, fuse_modalities
 from mla_hf.presets import SmallBackboneShape, build_model_and_processor
 from mla_hf.threads import configure_torch_threads
 from mla_hf.training import MLATrainer, MLATrainingArguments, drop_mask, get_training_method
+from results_files import render_again, write_results
 
 
 TRAINED = {  # row -> (method, method options, recipe); unimodal rows are added per modality
@@ -236,10 +236,7 @@ def markdown(saved: dict) -> str:
 
 def main(args: BenchmarkArguments, data_args: DataArguments):
     if args.render_only:
-        with open(os.path.join(args.output_dir, f"{args.output_name}.json")) as handle:
-            saved = json.load(handle)
-        with open(os.path.join(args.output_dir, f"{args.output_name}.md"), "w") as handle:
-            handle.write(markdown(saved))
+        render_again(markdown, args.output_dir, args.output_name)
         return
     if args.smoke:
         args.seeds, args.epochs, args.hidden_size, args.num_layers, args.projection_dim = [0], 1, 16, 2, 16
@@ -270,12 +267,7 @@ def main(args: BenchmarkArguments, data_args: DataArguments):
              "machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}, {threads} threads",
              "command": "python " + shlex.join(["benchmarks/accuracy.py", *sys.argv[1:]]),
              "wall_seconds": time.time() - started, "results": summarise(runs)}
-    os.makedirs(args.output_dir, exist_ok=True)
-    with open(os.path.join(args.output_dir, f"{args.output_name}.json"), "w") as handle:
-        json.dump(saved, handle, indent=2)
-    with open(os.path.join(args.output_dir, f"{args.output_name}.md"), "w") as handle:
-        handle.write(markdown(saved))
-    print(markdown(saved))
+    print(write_results(saved, markdown, args.output_dir, args.output_name))
     print(f"Written to {args.output_dir}")
 
 

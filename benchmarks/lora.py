@@ -23,6 +23,7 @@ import sys
 import tempfile
 
 import torch
+from results_files import write_results
 from step_timing import Repeated, StepTimer
 
 
@@ -156,12 +157,7 @@ def main():
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} CPUs, {args.num_threads} threads"
     saved = {"settings": vars(args), "machine": f"{device}, torch {torch.__version__}", "runs": runs,
              "command": "python " + shlex.join(["benchmarks/lora.py", *sys.argv[1:]])}
-    os.makedirs(args.output_dir, exist_ok=True)
-    with open(os.path.join(args.output_dir, f"{args.output_name}.json"), "w") as handle:
-        json.dump(saved, handle, indent=2)
-    with open(os.path.join(args.output_dir, f"{args.output_name}.md"), "w") as handle:
-        handle.write(markdown(saved))
-    print(markdown(saved))
+    print(write_results(saved, markdown, args.output_dir, args.output_name))
     print(f"Written to {args.output_dir}")
 
 

@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 import torch
+from results_files import render_again, write_results
 from step_timing import StepTimer
 
 
@@ -405,10 +406,7 @@ def main():
         print(json.dumps(step_worker(args)))
         return
     if args.render_only:
-        with open(os.path.join(args.output_dir, "speed.json")) as handle:
-            saved = json.load(handle)
-        with open(os.path.join(args.output_dir, "speed.md"), "w") as handle:
-            handle.write(markdown(saved))
+        render_again(markdown, args.output_dir, "speed")
         return
     import platform
 
@@ -423,12 +421,7 @@ def main():
              "pipeline": pipeline_speed(args), "preprocessing": preprocessing_speed(args),
              "threads": threads_under_load(args), "default_job": default_job(args)}
     saved["wall_seconds"] = time.time() - started
-    os.makedirs(args.output_dir, exist_ok=True)
-    with open(os.path.join(args.output_dir, "speed.json"), "w") as handle:
-        json.dump(saved, handle, indent=2, default=str)
-    with open(os.path.join(args.output_dir, "speed.md"), "w") as handle:
-        handle.write(markdown(saved))
-    print(markdown(saved))
+    print(write_results(saved, markdown, args.output_dir, "speed"))
     print(f"Written to {args.output_dir}")
 
 

@@ -39,7 +39,8 @@ class MLATrainingArguments(TrainingArguments):
             `UnimodalOptions`) or a dict of option values. Type-checked here; an option of another method is refused.
         recipe (`str`, defaults to `"default"`):
             `"authors_sgd"` sets the MLA authors' optimizer recipe (see `RECIPES`); `"default"` leaves the
-            optimizer flags as given.
+            optimizer flags as given. Under SGD, HGM's collapsing P shrinks the shared head's steps, which AdamW
+            compensates and SGD does not: the README's results measure the cost, and `hgm_forgetting` limits it.
         skip_nonfinite_batches (`bool`, defaults to `False`):
             A step whose gradients are not finite stops the run with an error naming the step and modality; with
             this, the step is skipped instead (nothing is applied) and counted in the logs as `skipped_*`.
