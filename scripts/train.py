@@ -67,6 +67,10 @@ class ModelArguments:
     hidden_size: int = field(default=64, metadata={"help": "Width of the random-init backbones (last ResNet stage)."})
     num_layers: int = field(default=3, metadata={"help": "ResNet stages or transformer layers of random-init backbones."})
     projection_dim: int = field(default=64, metadata={"help": "Width of the common feature space."})
+    fusion: str | None = field(default=None, metadata={
+        "help": "Test-time fusion of a shared or per-modality head: dynamic (MLA's entropy weights, the default), "
+                "fixed (equal weights), product (a product of experts) or energy (QMF's, its default). The "
+                "concatenation head of joint training and OGM-GE sums its slices."})
     image_size: int = field(default=32, metadata={"help": "Images are resized to this size (random-init backbones)."})
     num_mel_bins: int = field(default=40, metadata={"help": "Log-mel bins of audio spectrograms."})
     max_frames: int = field(default=100, metadata={"help": "Spectrogram frames (10 ms each); longer audio is cut."})
@@ -79,6 +83,10 @@ class ScriptArguments:
 
     compare_joint: bool = field(default=True, metadata={
         "help": "Also train joint training, as the reference of the laziness plot (a lazy modality shows there)."})
+    calibrate_fusion: bool = field(default=False, metadata={
+        "help": "After training, fit one temperature per modality on the validation split (MLATrainer."
+                "calibrate_fusion) and save them with the model: each modality's confidence then matches its "
+                "accuracy, which entropy and product fusion rely on."})
     num_threads: int | None = field(default=None, metadata={
         "help": "torch CPU threads per process (default: $OMP_NUM_THREADS when set, else the cores available to "
                 "each process). Oversubscribed threads make CPU training many times slower on a busy machine."})
@@ -121,7 +129,8 @@ def build(model_args: ModelArguments, raw, modality_kinds: dict, method_name: st
         modality_kinds, label_names(raw), pretrained=json_or_text(model_args.pretrained_backbones),
         hidden_size=model_args.hidden_size, num_layers=model_args.num_layers, shape=shape,
         architecture=model_args.architecture, text_corpus=_texts(raw["train"], modality_kinds), hub_options=hub_options,
-        projection_dim=model_args.projection_dim, head_type=method.head_type, fusion=method.fusion, **config_kwargs,
+        projection_dim=model_args.projection_dim, head_type=method.head_type, fusion=model_args.fusion or method.fusion,
+        **config_kwargs,
     )
     model = MLAModel(config)
     if model_args.lora_modalities:
@@ -149,7 +158,8 @@ def fit_splits(raw, training_args: MLATrainingArguments) -> MLATrainingArguments
     return replace(training_args, eval_strategy="no", load_best_model_at_end=False)
 
 
-def train_and_test(model_args, data_args, raw, modality_kinds: dict, training_args: MLATrainingArguments):
+def train_and_test(model_args, data_args, raw, modality_kinds: dict, training_args: MLATrainingArguments,
+                   calibrate_fusion: bool = False):
     """Train one method, save it (before anything else can fail), then test it; returns (trainer, test metrics)."""
     set_seed(training_args.seed)  # the backbones' random initialisation, not only the training loop
     model, processor = build(model_args, raw, modality_kinds, training_args.method)
@@ -161,6 +171,11 @@ def train_and_test(model_args, data_args, raw, modality_kinds: dict, training_ar
     trainer.train(resume_from_checkpoint=True if resume in ("latest", "true", "True") else resume)
     # Checkpoints keep the adapters (exact resume); the final folder is a plain MLA model that loads without peft.
     trainer.accelerator.unwrap_model(trainer.model).merge_backbone_adapters()
+    if calibrate_fusion:
+        temperatures = trainer.calibrate_fusion()
+        if trainer.is_world_process_zero():
+            print("Fusion temperatures fitted on the validation split: "
+                  + ", ".join(f"{name} {value:.3g}" for name, value in temperatures.items()))
     trainer.save_model()
     metrics = None
     if "test" in processed:
@@ -178,7 +193,12 @@ def main(script_args: ScriptArguments, model_args: ModelArguments, data_args: Da
         raw, modality_kinds = load_multimodal_dataset(data_args)
     push = training_args.push_to_hub  # pushed once at the end, with the tested card and the plots
     training_args = replace(fit_splits(raw, training_args), push_to_hub=False)
-    runs = {training_args.method: train_and_test(model_args, data_args, raw, modality_kinds, training_args)}
+    concat_head = get_training_method(training_args.method).head_type == "concat"
+    if script_args.calibrate_fusion and ("validation" not in raw or concat_head):
+        raise ValueError("--calibrate_fusion needs a validation split and a shared or per-modality head (the "
+                         "concatenation head of joint training and OGM-GE has no per-modality fusion).")
+    runs = {training_args.method: train_and_test(model_args, data_args, raw, modality_kinds, training_args,
+                                                 script_args.calibrate_fusion)}
     if script_args.compare_joint and training_args.method != "joint":
         joint_args = replace(training_args, method="joint", method_options=None, resume_from_checkpoint=None,
                              output_dir=os.path.join(training_args.output_dir, "joint"))

@@ -127,3 +127,16 @@ def test_an_option_of_another_method_is_refused_on_the_command_line(tmp_path):
     options = help_text[help_text.index("training method:"):]  # after the description and its examples
     assert options.index("--method") < options.index("--ogm_ge.alpha") < options.index("\n  --output_dir")
     assert help_text.startswith("usage:") and "examples:" in help_text and len(help_text.splitlines()) < 300
+
+
+def test_train_script_fuses_as_asked_and_calibrates_on_validation(tmp_path, capsys):
+    folder = tmp_path / "calibrated"
+    run_train(folder, "--fusion", "product", "--calibrate_fusion", "--max_steps", "2", "--save_strategy", "no",
+              "--load_best_model_at_end", "false")
+    config = MLAModel.from_pretrained(folder).config
+    assert config.fusion == "product" and set(config.fusion_temperatures) == {"audio", "image"}
+    assert all(value > 0 for value in config.fusion_temperatures.values())
+    assert "Fusion temperatures fitted on the validation split" in capsys.readouterr().out
+    assert "temperature fitted on the validation split" in (folder / "README.md").read_text()
+    with pytest.raises(ValueError, match="--calibrate_fusion needs a validation split and a shared or per-modality"):
+        run_train(tmp_path / "joint", "--method", "joint", "--calibrate_fusion")

@@ -46,6 +46,13 @@ _EVIDENCE = {
            "separately trained unimodal models (+0.4, within noise), and entropy fusion was 0.3 points below a plain "
            "average of the modalities' logits.",
 }
+def _temperatures(config) -> str:
+    if not config.fusion_temperatures:
+        return ""
+    fitted = ", ".join(f"{name} {value:.3g}" for name, value in config.fusion_temperatures.items())
+    return f", each modality's logits first divided by its temperature fitted on the validation split ({fitted})"
+
+
 _HEADS = {
     "shared": "One linear head is shared by all modalities.",
     "concat": "One linear head reads the concatenated features; each modality's logits are its slice of the head.",
@@ -149,7 +156,8 @@ def render_model_card(config: MLAConfig, metrics: dict | None = None, training: 
                    if value not in (None, {}, -1)]
     fusion_detail = {"dynamic": " (weights from each prediction's entropy: confident modalities count more)",
                      "fixed": f" (weights {config.fusion_weights or 'equal'})",
-                     "energy": " (weights from each prediction's energy)"}
+                     "energy": " (weights from each prediction's energy)",
+                     "product": " (a product of experts: the present modalities' log-probabilities summed)"}
     card = ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
@@ -162,7 +170,7 @@ def render_model_card(config: MLAConfig, metrics: dict | None = None, training: 
         projection_dim=config.projection_dim,
         head_description=_HEADS[config.head_type],
         fusion=config.fusion if config.head_type != "concat" else "concatenation",
-        fusion_detail=fusion_detail.get(config.fusion, "") if config.head_type != "concat" else "",
+        fusion_detail=(fusion_detail.get(config.fusion, "") + _temperatures(config)) if config.head_type != "concat" else "",
         backbone_rows=[{"modality": m, "backbone": config.modalities[m].model_type,
                         "width": backbone_width(config.modalities[m]),
                         "pooling": (config.pooling or {}).get(m) or default_pooling(config.modalities[m])} for m in modalities],
