@@ -170,7 +170,7 @@ def render_model_card(config: MLAConfig, metrics: dict | None = None, training: 
         projection_dim=config.projection_dim,
         head_description=_HEADS[config.head_type],
         fusion=config.fusion if config.head_type != "concat" else "concatenation",
-        fusion_detail=(fusion_detail.get(config.fusion, "") + _temperatures(config)) if config.head_type != "concat" else "",
+        fusion_detail="" if config.head_type == "concat" else fusion_detail.get(config.fusion, "") + _temperatures(config),
         backbone_rows=[{"modality": m, "backbone": config.modalities[m].model_type,
                         "width": backbone_width(config.modalities[m]),
                         "pooling": (config.pooling or {}).get(m) or default_pooling(config.modalities[m])} for m in modalities],
