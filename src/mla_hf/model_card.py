@@ -158,6 +158,7 @@ def render_model_card(config: MLAConfig, metrics: dict | None = None, training: 
                      "fixed": f" (weights {config.fusion_weights or 'equal'})",
                      "energy": " (weights from each prediction's energy)",
                      "product": " (a product of experts: the present modalities' log-probabilities summed)"}
+    fusion_detail = "" if config.head_type == "concat" else fusion_detail.get(config.fusion, "") + _temperatures(config)
     card = ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
@@ -170,7 +171,7 @@ def render_model_card(config: MLAConfig, metrics: dict | None = None, training: 
         projection_dim=config.projection_dim,
         head_description=_HEADS[config.head_type],
         fusion=config.fusion if config.head_type != "concat" else "concatenation",
-        fusion_detail="" if config.head_type == "concat" else fusion_detail.get(config.fusion, "") + _temperatures(config),
+        fusion_detail=fusion_detail,
         backbone_rows=[{"modality": m, "backbone": config.modalities[m].model_type,
                         "width": backbone_width(config.modalities[m]),
                         "pooling": (config.pooling or {}).get(m) or default_pooling(config.modalities[m])} for m in modalities],
