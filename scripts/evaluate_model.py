@@ -50,9 +50,11 @@ def make_parser() -> HfArgumentParser:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def results_path(eval_args: EvaluationArguments, fusion: str) -> str:
-    """A file per setting, so that a missing-modality or fusion run never replaces the plain one."""
+def results_path(eval_args: EvaluationArguments, data_args: DataArguments, fusion: str) -> str:
+    """A file per setting, so that a subset, missing-modality or fusion run never replaces the plain one."""
     name = eval_args.split
+    if data_args.max_eval_samples is not None:
+        name += f"-subset{data_args.max_eval_samples}-seed{data_args.split_seed}"
     if eval_args.fusion is not None:
         name += f"-fusion-{fusion}"
     if eval_args.missing_rates:
@@ -88,6 +90,7 @@ def main(eval_args: EvaluationArguments, data_args: DataArguments) -> dict:
         else:
             metrics = trainer.evaluate(data, metric_key_prefix=prefix)
     results = {"model_dir": eval_args.model_dir, "dataset": data_args.dataset, "split": eval_args.split,
+               "max_eval_samples": data_args.max_eval_samples,
                "missing_rates": json.loads(eval_args.missing_rates) if eval_args.missing_rates else {},
                "fusion": model.config.fusion, "fusion_weights": model.config.fusion_weights, "metrics": metrics}
     print(f"\n{data_args.dataset} / {eval_args.split}, fusion '{model.config.fusion}'"
@@ -95,7 +98,7 @@ def main(eval_args: EvaluationArguments, data_args: DataArguments) -> dict:
     for name, value in metrics.items():
         if not name.endswith(("runtime", "per_second", "preparation_time", "epoch")):
             print(f"  {name.removeprefix(prefix + '_'):<24}{value:.4f}")
-    output = eval_args.output_json or results_path(eval_args, model.config.fusion)
+    output = eval_args.output_json or results_path(eval_args, data_args, model.config.fusion)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as handle:
         json.dump(results, handle, indent=2)

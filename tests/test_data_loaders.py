@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mla_hf.data import PAPER_DATASETS, load_manifest, preprocess_dataset
+from mla_hf.data import PAPER_DATASETS, DataArguments, load_manifest, load_multimodal_dataset, preprocess_dataset
 from mla_hf.data.paper_datasets import CREMA_D_LABELS
 from mla_hf.processing_mla import read_wav
 
@@ -293,3 +293,16 @@ def test_a_jsonl_row_without_label_names_the_line(tmp_path):
     (tmp_path / "data.jsonl").write_text('{"image": "a.png", "label": "x"}\n{"image": "a.png"}\n')
     with pytest.raises(ValueError, match=r"data.jsonl', line 2: no 'label'"):
         load_manifest(str(tmp_path / "data.jsonl"))
+
+
+def test_row_limits_keep_a_seeded_random_subset(tmp_path):
+    path = str(write_manifest(tmp_path))
+    arguments = dict(dataset="manifest", data_dir=path, max_train_samples=4, max_eval_samples=2)
+    limited, kinds = load_multimodal_dataset(DataArguments(**arguments))
+    full, _ = load_multimodal_dataset(DataArguments(dataset="manifest", data_dir=path))
+    assert {split: len(part) for split, part in limited.items()} == {"train": 4, "validation": 2, "test": 2}
+    assert set(limited["train"]["id"]) < set(full["train"]["id"]) and set(kinds) == {"audio", "image", "text"}
+    assert limited["train"]["id"] == load_multimodal_dataset(DataArguments(**arguments))[0]["train"]["id"]
+    assert limited["train"]["id"] != full["train"]["id"][:4]  # a random subset, not the file's first rows
+    with pytest.raises(ValueError, match="--max_train_samples must be a positive number of rows, got 0"):
+        DataArguments(dataset="manifest", data_dir=path, max_train_samples=0)

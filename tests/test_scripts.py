@@ -100,7 +100,9 @@ def test_evaluate_script_keeps_one_file_per_setting(trained):
     plain = run_evaluate(*common)
     fixed = run_evaluate(*common, "--fusion", "fixed", "--fusion_weights", '{"audio": 0.25, "image": 0.75}')
     missing = run_evaluate(*common, "--missing_rates", '{"image": 0.5}')
+    subset = run_evaluate(*common, "--max_eval_samples", "3")
     files = {path.name: json.loads(path.read_text()) for path in (folder / "eval").iterdir()}
+    assert files["test-subset3-seed0.json"]["metrics"] == subset["metrics"] and subset["max_eval_samples"] == 3
     assert files["test.json"]["metrics"] == plain["metrics"]
     assert files["test-fusion-fixed.json"]["fusion_weights"] == {"audio": 0.25, "image": 0.75}
     assert fixed["metrics"]["test_image_fusion_weight"] == pytest.approx(0.75, abs=1e-6)

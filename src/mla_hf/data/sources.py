@@ -34,10 +34,33 @@ class DataArguments:
         default=None, metadata={"help": "AV-Digits from a random subset of the 1,797 images (quick runs)."}
     )
     cache_dir: str | None = field(default=None, metadata={"help": "AV-Digits cache (default $MLA_HF_CACHE or ~/.cache/mla_hf)."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep a random subset of this many training rows (seeded by split_seed)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "The same for the validation and test splits, each."}
+    )
+
+    def __post_init__(self):
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be a positive number of rows, got {value}.")
 
 
 def load_multimodal_dataset(args: DataArguments) -> tuple[datasets.DatasetDict, dict[str, str]]:
-    """The raw `DatasetDict` (train / validation / test) and its `{modality: kind}`."""
+    """The raw `DatasetDict` (train / validation / test) and its `{modality: kind}`, limited to
+    `max_train_samples` / `max_eval_samples` rows per split when they are set."""
+    dataset, modality_kinds = _load_full_dataset(args)
+    for split, part in dataset.items():
+        limit = args.max_train_samples if split == "train" else args.max_eval_samples
+        if limit is not None and limit < len(part):
+            # Shuffled first: a manifest's rows may be sorted by label, and its first rows one class.
+            dataset[split] = part.shuffle(seed=args.split_seed).select(range(limit)).flatten_indices()
+    return dataset, modality_kinds
+
+
+def _load_full_dataset(args: DataArguments) -> tuple[datasets.DatasetDict, dict[str, str]]:
     if args.dataset == "av_digits":
         variant = json.loads(args.av_digits_settings) if args.av_digits_settings else {}
         unknown = sorted(set(variant) - set(AVDigitsSettings.__dataclass_fields__))
