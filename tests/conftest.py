@@ -4,6 +4,8 @@ import sys
 
 # Before anything imports huggingface_hub (it reads the variable once): tests never reach the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The benchmarks' measuring helpers (host_reads.HostReads) serve the tests too.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -18,6 +18,7 @@ BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
     ("speed.py", ["MLA / joint training throughput", "HGM (P update + projection", "processor + forward at batch 32",
                   "preprocessing, now / before", "default job", "Where an MLA step's time goes"]),
     ("lora.py", ["full fine-tuning", "LoRA r=8", "trainable parameters"]),
+    ("host_reads.py", ["by mla_hf", "by the libraries", "| mla |", "| joint |"]),
     ("gpu_check.py", None),
 ])
 def test_smoke_mode_writes_results(script, columns):

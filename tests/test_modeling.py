@@ -8,6 +8,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification
 from mla_hf import MLAConfig, MLAModel
 
 from conftest import random_inputs, run_without_mla_hf, three_modality_config, tiny_bert, tiny_vit
+from host_reads import HostReads
 
 
 def test_output_shapes_and_fusion_weights(model):
@@ -133,9 +134,33 @@ def test_bad_input_raises_a_clear_value_error(model, change, message):
         model(**inputs)
 
 
-def test_mask_claiming_a_modality_without_inputs_is_an_error(model):
-    with pytest.raises(ValueError, match="no inputs"):
-        model(**random_inputs(2, modalities=("image",)), modality_mask=torch.ones(2, 3, dtype=torch.bool))
+def test_input_checks_read_the_device_once_per_call(model):
+    """On a GPU each host read of a tensor waits for the device: a forward's input checks share one."""
+    inputs = {**random_inputs(4), "labels": torch.tensor([0, 1, 2, -100])}
+    mask = torch.tensor([[True, True, True], [True, False, True], [False, True, True], [True, True, False]])
+    for call in (lambda: model(**inputs, modality_mask=mask), lambda: model(**inputs, modality="image"),
+                 lambda: model(**inputs, modality="text", modality_mask=mask),
+                 lambda: model.modality_presence(**inputs, modality_mask=mask)):
+        with HostReads() as reads:
+            call()
+        own = [read for read in reads.reads if read[2]]
+        assert len(own) == 1, own
+
+
+def test_labels_ignored_or_unscored_give_a_zero_loss_that_reaches_the_head(model):
+    inputs = random_inputs(3)
+    output = model(**inputs, labels=torch.full((3,), -100))
+    assert output.loss == 0 and output.loss.requires_grad
+    mask = torch.tensor([[True, False, True], [True, False, True], [True, True, True]])
+    unscored = model(**inputs, modality="image", modality_mask=mask, labels=torch.tensor([0, 1, -100]))
+    assert unscored.loss == 0 and unscored.loss.requires_grad
+
+
+@pytest.mark.parametrize("modality", [None, "image"])
+def test_mask_claiming_a_modality_without_inputs_is_an_error(model, modality):
+    with pytest.raises(ValueError, match=r"marks modalities \['text', 'audio'\] present, but they have no inputs"):
+        model(**random_inputs(2, modalities=("image",)), modality_mask=torch.ones(2, 3, dtype=torch.bool),
+              modality=modality)
 
 
 @pytest.mark.parametrize("head_type", ["concat", "per_modality"])

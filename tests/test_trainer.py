@@ -8,6 +8,8 @@ from mla_hf import MLAModel
 from mla_hf.data import tiny_audio_image_config
 from mla_hf.training import TRAINING_METHODS, MLATrainer, MLATrainingArguments
 
+from host_reads import HostReads
+
 
 HEADS = {"mla": "shared", "unimodal": "shared", "joint": "concat", "ogm_ge": "concat", "qmf": "per_modality"}
 
@@ -112,6 +114,18 @@ def test_mla_logs_per_modality_losses_and_no_meaningless_grad_norm(tmp_path, dat
     assert all("grad_norm" in log for log in joint.state.log_history if "loss" in log)
 
 
+def test_an_mla_step_waits_for_the_device_only_where_it_must(tmp_path, data):
+    """On a GPU each host read of a tensor waits for the device. Per step MLA reads the batch's modality counts, and
+    per modality its forward's input checks and its gradient norm (to refuse a non-finite step): 1 + 2 x 2 reads for
+    two modalities."""
+    steps = 3
+    trainer = make_trainer(tmp_path, data, max_steps=steps, logging_steps=100)
+    with HostReads() as reads:
+        trainer.train()
+    per_step = [read for read in reads.reads if read[2] and read[0] in ("modeling_mla.py", "mla.py")]
+    assert len(per_step) == steps * (1 + 2 * 2), per_step
+
+
 def test_resume_mid_epoch_is_bit_identical(tmp_path, data):
     common = dict(num_train_epochs=2, save_strategy="steps", save_steps=3, method_options={"modality_order": "shuffled"})
     full = make_trainer(tmp_path / "full", data, **common)
@@ -181,4 +195,13 @@ def test_mla_step_on_a_batch_with_every_modality_masked_out_is_an_error(tmp_path
     batch = {key: data["train"][:4][key] for key in ("audio_input_values", "image_pixel_values", "labels")}
     batch["modality_mask"] = torch.zeros(4, 2, dtype=torch.bool)
     with pytest.raises(ValueError, match="no modality present"):
+        trainer.training_step(trainer.model, batch)
+
+
+def test_mla_step_on_a_mask_claiming_a_modality_without_inputs_is_an_error(tmp_path, data):
+    trainer = make_trainer(tmp_path, data, max_steps=1)
+    trainer.create_optimizer_and_scheduler(num_training_steps=1)
+    batch = {key: data["train"][:4][key] for key in ("image_pixel_values", "labels")}
+    batch["modality_mask"] = torch.ones(4, 2, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"marks modalities \['audio'\] present, but they have no inputs"):
         trainer.training_step(trainer.model, batch)

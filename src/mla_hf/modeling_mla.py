@@ -236,6 +236,7 @@ class MLAModel(MLAPreTrainedModel):
                 Backbone inputs named `<modality>_<argument>`, e.g. `image_pixel_values`, `text_attention_mask`.
         """
         inputs = self._group_inputs(modality_inputs)
+        given = set(inputs)
         if modality is not None:
             if modality not in self.encoders:
                 raise ValueError(f"Unknown modality '{modality}' (modalities: {', '.join(self.modalities)}).")
@@ -248,16 +249,22 @@ class MLAModel(MLAPreTrainedModel):
             )
         batch_size = self._check_batch_sizes(inputs, labels, modality_mask)
         device = next(iter(next(iter(inputs.values())).values())).device
-        present = self._presence(inputs, modality_mask, batch_size, device, check_claims=modality is None)
-        if modality is not None and not present.any():
+        present = self._presence(inputs, modality_mask, batch_size, device)
+        index = self.modalities.index(modality) if modality is not None else None
+        scored = present[:, index] if modality is not None else None  # the samples the loss scores
+        if labels is not None:
+            self._check_label_type(labels)
+        counts = _BatchCounts.read(present, modality_mask, labels, scored)
+        self._check_claims(given, counts)
+        if modality is not None and counts.present[index] == 0:
             output = self._without_samples(modality, batch_size, device)
             return output if return_dict is not False else output.to_tuple()
-        if not present.any():
+        if not any(counts.present):
             raise ValueError("No modality present in any sample of the batch (check `modality_mask`).")
         encoded = {
-            name: self._encode(name, inputs[name], present[:, index])  # (batch, projection_dim)
-            for index, name in enumerate(self.modalities)
-            if present[:, index].any()
+            name: self._encode(name, inputs[name], present[:, position], all_rows=count == batch_size)
+            for position, (name, count) in enumerate(zip(self.modalities, counts.present))
+            if count
         }
         reference = next(iter(encoded.values()))  # zeros must match its dtype under autocast
         features = torch.stack([encoded.get(name, torch.zeros_like(reference)) for name in self.modalities], dim=1)
@@ -266,22 +273,19 @@ class MLAModel(MLAPreTrainedModel):
         modality_logits = torch.where(is_present, modality_logits, torch.zeros_like(modality_logits))  # no bias
 
         if modality is not None:
-            index = self.modalities.index(modality)
-            scored = present[:, index]
             weights = present.float()
             logits = modality_logits[:, index]
         else:
-            if not present.any(-1).all():
+            if counts.without_modality:
                 missing = torch.nonzero(~present.any(-1)).flatten().tolist()
                 raise ValueError(f"Samples {missing} have no modality present (check `modality_mask`).")
             logits, weights = self._fuse(fusion or self.config.fusion, modality_logits, present)
-            scored = torch.ones_like(present[:, 0])
 
         loss = None
         if labels is not None:
-            self._check_labels(labels)
-            targets = labels.masked_fill(~scored, IGNORE_INDEX)
-            if (targets != IGNORE_INDEX).any():
+            self._check_label_range(counts)
+            targets = labels if scored is None else labels.masked_fill(~scored, IGNORE_INDEX)
+            if counts.scored:
                 loss = nn.functional.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX)
             else:  # nothing to score: a zero that still reaches every parameter used (no NaN from 0 / 0)
                 loss = logits.float().sum() * 0.0
@@ -297,15 +301,21 @@ class MLAModel(MLAPreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
     def modality_presence(self, labels=None, modality_mask=None, modality=None, fusion=None, return_dict=None,
-                          **modality_inputs) -> torch.BoolTensor:
+                          check_mask: bool = True, **modality_inputs) -> torch.BoolTensor:
         """`(batch_size, num_modalities)` bool: which modalities each sample of a batch has, i.e. inputs were given
-        and `modality_mask` does not hide them. Takes the same keyword arguments as `forward` and runs no encoder."""
+        and `modality_mask` does not hide them. Takes the same keyword arguments as `forward` and runs no encoder.
+
+        `check_mask=False` skips checking that the mask marks no modality present that has no inputs: the check
+        waits for the device, and a caller that already checked this batch need not wait again."""
         inputs = self._group_inputs(modality_inputs)
         if not inputs:
             raise ValueError(f"No modality present: no input named <modality>_<argument> for any of {self.modalities}.")
         batch_size = self._check_batch_sizes(inputs, labels, modality_mask)
         device = next(iter(next(iter(inputs.values())).values())).device
-        return self._presence(inputs, modality_mask, batch_size, device, check_claims=True)
+        present = self._presence(inputs, modality_mask, batch_size, device)
+        if check_mask:
+            self._check_claims(set(inputs), _BatchCounts.read(present, modality_mask, None, None))
+        return present
 
     def _without_samples(self, modality: str, batch_size: int, device) -> MLAModelOutput:
         """A one-modality call on a batch where no sample has the modality: a zero loss that still reaches every
@@ -324,9 +334,8 @@ class MLAModel(MLAPreTrainedModel):
             modality_mask=torch.zeros(batch_size, num_modalities, dtype=torch.bool, device=device),
         )
 
-    def _encode(self, name: str, arguments: dict, rows: torch.Tensor) -> torch.Tensor:
+    def _encode(self, name: str, arguments: dict, rows: torch.Tensor, all_rows: bool) -> torch.Tensor:
         """Projected feature `(batch_size, projection_dim)` of one modality, 0 on rows where it is absent."""
-        all_rows = bool(rows.all())
         if not all_rows:
             arguments = {key: value[rows] for key, value in arguments.items()}
         output = self.encoders[name](**arguments, return_dict=True)
@@ -389,13 +398,9 @@ class MLAModel(MLAPreTrainedModel):
             raise ValueError(f"Inputs disagree on the batch size: {sizes}.")
         return next(iter(sizes.values()))
 
-    def _presence(self, inputs, modality_mask, batch_size: int, device, check_claims: bool) -> torch.Tensor:
-        """`(batch, modalities)` bool: a modality is present where it has inputs and the mask allows it.
-
-        With `check_claims`, a mask marking a modality present that has no inputs is an error.
-        """
-        has_inputs = torch.tensor([name in inputs for name in self.modalities], device=device)
-        present = has_inputs.expand(batch_size, -1)
+    def _presence(self, inputs, modality_mask, batch_size: int, device) -> torch.Tensor:
+        """`(batch, modalities)` bool: a modality is present where it has inputs and the mask allows it."""
+        present = torch.tensor([name in inputs for name in self.modalities], device=device).expand(batch_size, -1)
         if modality_mask is None:
             return present
         expected = (batch_size, len(self.modalities))
@@ -404,22 +409,68 @@ class MLAModel(MLAPreTrainedModel):
                 f"`modality_mask` must be a bool tensor of shape {expected} (columns: {', '.join(self.modalities)}), "
                 f"got {modality_mask.dtype} of shape {tuple(modality_mask.shape)}."
             )
-        mask = modality_mask.to(device)
-        if check_claims:
-            lacking = [m for m, claimed, has in zip(self.modalities, mask.any(0).tolist(), has_inputs.tolist()) if claimed and not has]
-            if lacking:
-                raise ValueError(f"`modality_mask` marks modalities {lacking} present, but they have no inputs.")
-        return present & mask
+        return present & modality_mask.to(device)
 
-    def _check_labels(self, labels: torch.Tensor):
+    def _check_claims(self, given: set[str], counts: "_BatchCounts"):
+        """A mask that marks a modality present where it has no inputs is an error, not a silent absence."""
+        if counts.claimed is None:
+            return
+        lacking = [name for name, claimed in zip(self.modalities, counts.claimed) if claimed and name not in given]
+        if lacking:
+            raise ValueError(f"`modality_mask` marks modalities {lacking} present, but they have no inputs.")
+
+    @staticmethod
+    def _check_label_type(labels: torch.Tensor):
         if labels.dim() != 1 or labels.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"`labels` must be a 1-D integer tensor (batch,), got {labels.dtype} of shape {tuple(labels.shape)}.")
-        valid = labels[labels != IGNORE_INDEX]
-        if valid.numel() and (valid.min() < 0 or valid.max() >= self.config.num_labels):
+
+    def _check_label_range(self, counts: "_BatchCounts"):
+        if counts.label_range is None:
+            return
+        low, high = counts.label_range
+        if low < 0 or high >= self.config.num_labels:
             raise ValueError(
                 f"`labels` must lie in [0, {self.config.num_labels}) (or be {IGNORE_INDEX}, ignored), got values from "
-                f"{int(valid.min())} to {int(valid.max())}."
+                f"{low} to {high}."
             )
+
+
+@dataclass(frozen=True)
+class _BatchCounts:
+    """What the input checks of one forward need to know about a batch, read from the device in one transfer:
+    on a GPU each check on its own would make the host wait for the device, nine times per call."""
+
+    present: list[int]  # samples having each modality
+    without_modality: int  # samples having none
+    claimed: list[int] | None  # samples the mask marks present, per modality (None: no mask to check)
+    label_range: tuple[int, int] | None  # smallest and largest label other than IGNORE_INDEX (None: none)
+    scored: int  # labelled samples the loss scores
+
+    @classmethod
+    def read(cls, present, modality_mask, labels, scored) -> "_BatchCounts":
+        """`scored`: `(batch,)` bool, the samples a one-modality loss scores (None: every sample)."""
+        num_modalities = present.shape[1]
+        parts = [present.sum(0), (~present.any(-1)).sum().view(1)]
+        if modality_mask is not None:
+            parts.append(modality_mask.to(present.device).sum(0))
+        if labels is not None:
+            labels = labels.long()
+            valid = labels != IGNORE_INDEX
+            sentinel = labels.new_full((1,), 2**62)  # keeps min and max defined on an empty batch
+            parts += [torch.cat([labels.masked_fill(~valid, 2**62), sentinel]).min().view(1),
+                      torch.cat([labels.masked_fill(~valid, -(2**62)), -sentinel]).max().view(1),
+                      (valid if scored is None else valid & scored).sum().view(1)]
+        values = torch.cat([part.long() for part in parts]).tolist()
+        present_counts, values = values[:num_modalities], values[num_modalities:]
+        without_modality, values = values[0], values[1:]
+        claimed = None
+        if modality_mask is not None:
+            claimed, values = values[:num_modalities], values[num_modalities:]
+        label_range, scored_count = None, 0
+        if labels is not None:
+            low, high, scored_count = values
+            label_range = (low, high) if low <= high else None
+        return cls(present_counts, without_modality, claimed, label_range, scored_count)
 
 
 __all__ = ["MLAModel", "MLAModelOutput", "MLAPreTrainedModel"]

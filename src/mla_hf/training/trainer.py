@@ -120,7 +120,8 @@ class MLATrainer(Trainer):
         (`modality` in the inputs) the samples that lack the modality get label -100, which every loss skips."""
         if "modality" in inputs and "labels" in inputs:
             core = self.accelerator.unwrap_model(model)
-            present = core.modality_presence(**inputs)[:, core.modalities.index(inputs["modality"])]
+            # The forward below checks the mask; checking it here too would wait for the device once more.
+            present = core.modality_presence(**inputs, check_mask=False)[:, core.modalities.index(inputs["modality"])]
             inputs = {**inputs, "labels": inputs["labels"].masked_fill(~present, -100)}
         return super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
 

@@ -99,9 +99,10 @@ class MLA(TrainingMethod):
             step.optimizer.train()  # schedule-free optimizers
         if self.projector is not None and self.options.hgm_reset_each_epoch and step.epoch_progress() == 0:
             self.projector.reset()
-        present = core.modality_presence(**inputs).sum(0)  # (modalities,) samples having each modality
-        present_anywhere = step.reduce_sum(present.clone()).tolist()  # one all-reduce and one host sync a batch
-        present_here = present.tolist()
+        # (modalities,) samples having each modality; each modality's forward checks the mask, so this need not.
+        present = core.modality_presence(**inputs, check_mask=False).sum(0)
+        # One all-reduce and one host sync a batch for both counts.
+        present_here, present_anywhere = torch.stack([present, step.reduce_sum(present.clone())]).tolist()
         losses = []
         for name in self.modality_order(core.modalities, step):
             index = core.modalities.index(name)
