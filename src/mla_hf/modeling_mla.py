@@ -438,7 +438,7 @@ class MLAModel(MLAPreTrainedModel):
 @dataclass(frozen=True)
 class _BatchCounts:
     """What the input checks of one forward need to know about a batch, read from the device in one transfer:
-    on a GPU each check on its own would make the host wait for the device, nine times per call."""
+    on a GPU each check on its own would make the host wait for the device, up to 13 times per call."""
 
     present: list[int]  # samples having each modality
     without_modality: int  # samples having none
