@@ -7,6 +7,8 @@ never reach the result, even when they are NaN.
 Part of the flat group of modules shipped as remote code: it imports nothing from mla_hf.
 """
 
+import math
+
 import torch
 
 
@@ -93,20 +95,20 @@ def fit_temperatures(modality_logits: torch.Tensor, labels: torch.Tensor, modali
     temperatures = []
     for index in range(modality_logits.shape[1]):
         rows = modality_mask[:, index]
-        logits, targets = modality_logits[rows, index].double(), labels[rows]
         if not rows.any():
             temperatures.append(1.0)
             continue
+        logits, targets = modality_logits[rows, index].double(), labels[rows]
 
         def nll(log_temperature: float) -> float:
-            return float(torch.nn.functional.cross_entropy(logits / torch.exp(torch.tensor(log_temperature)), targets))
+            return float(torch.nn.functional.cross_entropy(logits / math.exp(log_temperature), targets))
 
-        low, high = torch.log(torch.tensor(bounds, dtype=torch.float64)).tolist()
+        low, high = math.log(bounds[0]), math.log(bounds[1])
         for _ in range(iterations):
             left, right = high - golden * (high - low), low + golden * (high - low)
             if nll(left) < nll(right):
                 high = right
             else:
                 low = left
-        temperatures.append(float(torch.exp(torch.tensor((low + high) / 2))))
+        temperatures.append(math.exp((low + high) / 2))
     return torch.tensor(temperatures)

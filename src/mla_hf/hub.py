@@ -14,7 +14,7 @@ from transformers.dynamic_module_utils import get_relative_import_files
 
 from . import modeling_mla, pipeline_mla
 from .configuration_mla import MLAConfig
-from .model_card import PLOTS, local_repo_id, render_model_card, save_model_card
+from .model_card import local_repo_id, plots_in, render_model_card, save_model_card
 from .processing_mla import PROCESSOR_CONFIG_NAME
 
 
@@ -25,12 +25,27 @@ def remote_code_files() -> list[str]:
     return sorted(os.path.basename(path) for path in found)
 
 
-def weight_files(folder: str) -> list[str]:
-    index = os.path.join(folder, "model.safetensors.index.json")
+WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+
+
+def weight_shards(folder: str) -> list[str]:
+    """The safetensors files that hold a saved model's weights: the shards its index names, or model.safetensors."""
+    index = os.path.join(folder, WEIGHTS_INDEX_NAME)
     if os.path.isfile(index):
         with open(index, encoding="utf-8") as handle:
-            return ["model.safetensors.index.json", *sorted(set(json.load(handle)["weight_map"].values()))]
+            return sorted(set(json.load(handle)["weight_map"].values()))
     return ["model.safetensors"]
+
+
+def weight_files(folder: str) -> list[str]:
+    """The weight files of a saved model: its safetensors shards, and their index when sharded."""
+    shards = weight_shards(folder)
+    return [WEIGHTS_INDEX_NAME, *shards] if os.path.isfile(os.path.join(folder, WEIGHTS_INDEX_NAME)) else shards
+
+
+def required_files(folder: str) -> list[str]:
+    """What a usable Hub repo cannot do without: config, processor config, safetensors weights, remote code."""
+    return ["config.json", PROCESSOR_CONFIG_NAME, *weight_files(folder), *remote_code_files()]
 
 
 def hub_files(folder: str) -> list[str]:
@@ -39,11 +54,11 @@ def hub_files(folder: str) -> list[str]:
     check_complete(folder)
     with open(os.path.join(folder, PROCESSOR_CONFIG_NAME), encoding="utf-8") as handle:
         processor_folders = list(json.load(handle)["modalities"])
-    files = ["config.json", PROCESSOR_CONFIG_NAME, *weight_files(folder), *remote_code_files()]
+    files = required_files(folder)
     for modality in processor_folders:
         root = Path(folder, modality)
         files += [str(path.relative_to(folder)) for path in root.rglob("*") if path.is_file()]
-    files += [name for name in ("README.md", *PLOTS) if os.path.isfile(os.path.join(folder, name))]
+    files += plots_in(folder) + (["README.md"] if os.path.isfile(os.path.join(folder, "README.md")) else [])
     return sorted(set(files))
 
 
@@ -51,8 +66,7 @@ def check_complete(folder: str) -> None:
     """Raise when `folder` lacks what a usable Hub repo needs (names the missing files)."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"'{folder}' is not a folder.")
-    needed = ["config.json", PROCESSOR_CONFIG_NAME, *weight_files(folder), *remote_code_files()]
-    missing = [name for name in needed if not os.path.isfile(os.path.join(folder, name))]
+    missing = [name for name in required_files(folder) if not os.path.isfile(os.path.join(folder, name))]
     if missing:
         raise FileNotFoundError(f"'{folder}' is not a complete MLA folder: missing {missing}. Save the model with "
                                 "MLAModel.save_pretrained and its processor with MLAProcessor.save_pretrained.")
@@ -75,7 +89,7 @@ def push_folder_to_hub(folder: str, repo_id: str, private: bool = False, commit_
                 metrics = json.load(handle)
         config = MLAConfig.from_pretrained(folder)
         save_model_card(folder, render_model_card(config, metrics, dataset_name=dataset_name, repo_id=repo_id,
-                                                  plots=[name for name in PLOTS if os.path.isfile(os.path.join(folder, name))]))
+                                                  plots=plots_in(folder)))
     else:
         with open(card_path, encoding="utf-8") as handle:
             card = handle.read()

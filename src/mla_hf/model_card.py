@@ -77,6 +77,11 @@ _ATTRIBUTIONS = {
 }
 
 
+def plots_in(folder: str | os.PathLike) -> list[str]:
+    """The card's plots (`PLOTS`) that `folder` holds."""
+    return [name for name in PLOTS if os.path.isfile(os.path.join(folder, name))]
+
+
 def local_repo_id(folder: str | os.PathLike) -> str:
     """The id a card shows before the model has one on the Hub (never a local path); `push_folder_to_hub` replaces
     it with the real repo id."""

@@ -20,6 +20,12 @@ PIPELINE_TASK = "mla-classification"
 IGNORE_INDEX = -100  # a label the loss skips, as everywhere in transformers
 
 
+def _all_backbones_support(flag: str) -> property:
+    """A property true when every backbone that has attention declares `flag` (e.g. `_supports_sdpa`)."""
+    return property(lambda self: all(getattr(backbone_model_class(backbone), flag, False)
+                                     for backbone in self.config.modalities.values() if has_attention(backbone)))
+
+
 @dataclass
 class MLAModelOutput(ModelOutput):
     r"""
@@ -54,25 +60,10 @@ class MLAPreTrainedModel(PreTrainedModel):
     main_input_name = "modality_mask"  # there is no single main input; the Trainer only uses it to count tokens
 
     # MLA itself has no attention: what it supports is what every backbone with attention supports.
-    @property
-    def _supports_sdpa(self) -> bool:
-        return self._backbones_support("_supports_sdpa")
-
-    @property
-    def _supports_flash_attn(self) -> bool:
-        return self._backbones_support("_supports_flash_attn")
-
-    @property
-    def _supports_flex_attn(self) -> bool:
-        return self._backbones_support("_supports_flex_attn")
-
-    @property
-    def _supports_attention_backend(self) -> bool:
-        return self._backbones_support("_supports_attention_backend")
-
-    def _backbones_support(self, flag: str) -> bool:
-        return all(getattr(backbone_model_class(backbone), flag, False)
-                   for backbone in self.config.modalities.values() if has_attention(backbone))
+    _supports_sdpa = _all_backbones_support("_supports_sdpa")
+    _supports_flash_attn = _all_backbones_support("_supports_flash_attn")
+    _supports_flex_attn = _all_backbones_support("_supports_flex_attn")
+    _supports_attention_backend = _all_backbones_support("_supports_attention_backend")
 
     def _sdpa_can_dispatch(self, is_init_check: bool = False) -> bool:
         # transformers' own check, but naming the backbone that lacks SDPA rather than MLAModel.

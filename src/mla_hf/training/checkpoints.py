@@ -13,6 +13,8 @@ import struct
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
+from ..hub import weight_shards
+
 
 logger = logging.get_logger(__name__)
 METHOD_STATE_NAME = "training_method_state.safetensors"
@@ -51,14 +53,7 @@ def checkpoint_problem(folder: str, method: str | None = None) -> str | None:
         return f"{TRAINER_STATE_NAME} is missing (the save was interrupted, or this is not a training checkpoint)"
     except (OSError, ValueError):
         return f"{TRAINER_STATE_NAME} is cut short"
-    weights = os.path.join(folder, "model.safetensors")
-    index = os.path.join(folder, "model.safetensors.index.json")
-    if os.path.isfile(index):
-        with open(index, encoding="utf-8") as handle:
-            shards = sorted(set(json.load(handle)["weight_map"].values()))
-    else:
-        shards = [os.path.basename(weights)]
-    for name in [*shards, METHOD_STATE_NAME]:
+    for name in [*weight_shards(folder), METHOD_STATE_NAME]:
         problem = safetensors_problem(os.path.join(folder, name))
         if problem:
             if name == METHOD_STATE_NAME and problem.endswith("missing"):

@@ -6,17 +6,16 @@ from functools import partial
 import datasets
 import torch
 from accelerate.utils.memory import clear_device_cache
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
 from transformers.utils import logging
 
 from ..fusion import fit_temperatures
 from ..hub import push_folder_to_hub
-from ..model_card import PLOTS, local_repo_id, render_model_card, save_model_card
+from ..model_card import local_repo_id, plots_in, render_model_card, save_model_card
+from .checkpoints import METHOD_STATE_NAME, checkpoint_problem, is_checkpoint_folder, newest_complete_checkpoint
 from .hgm_report import hgm_summary
 from .log_lines import PrinterLines, ProgressLines
-from .checkpoints import METHOD_STATE_NAME, checkpoint_problem, is_checkpoint_folder, newest_complete_checkpoint
 from .methods import NonFiniteTrainingError, StepContext, get_training_method
 from .metrics import MultimodalMetrics
 from .missing_modalities import MissingModalityDataset, drop_mask
@@ -220,7 +219,7 @@ class MLATrainer(Trainer):
             model_name=model_name,
             selection=self._kept_epoch(),
             hgm=hgm_summary(history),
-            plots=[name for name in PLOTS if os.path.isfile(os.path.join(output_dir, name))],
+            plots=plots_in(output_dir),
         )
         save_model_card(output_dir, card)
 
@@ -267,13 +266,9 @@ class MLATrainer(Trainer):
         core.load_state_dict(saved.state_dict())
 
     def load_method_state(self, checkpoint: str) -> None:
-        path = os.path.join(checkpoint, METHOD_STATE_NAME)
-        with safe_open(path, framework="pt") as handle:
-            saved_method = (handle.metadata() or {}).get("method")
-        if saved_method != self.method.name:
-            raise ValueError(f"Checkpoint {checkpoint} was trained with method '{saved_method}', not '{self.method.name}'.")
-        self.method.load_state_dict(load_file(path, device=str(self.args.device)))
-
+        """Restore the method state (P, QMF's history) of a checkpoint that `train` has checked (`checkpoint_problem`:
+        complete, and written by this method)."""
+        self.method.load_state_dict(load_file(os.path.join(checkpoint, METHOD_STATE_NAME), device=str(self.args.device)))
 
 class _RunState(TrainerCallback):
     """Every run starts from fresh method state built for the model actually trained (`model_init` included), then
@@ -306,10 +301,5 @@ class _NonFiniteGuard(TrainerCallback):
         grads = [parameter.grad for parameter in model.parameters() if parameter.grad is not None]
         if not grads or torch.isfinite(torch.nn.utils.get_total_norm(grads)):
             return
-        if not args.skip_nonfinite_batches:
-            raise NonFiniteTrainingError(
-                f"Training diverged at step {state.global_step + 1} ({self.trainer.method.name}): the gradients are "
-                "not finite, so the step was not applied. Lower the learning rate, check the inputs for NaN or inf, "
-                "or set skip_nonfinite_batches=True to skip such steps (they are counted in the logs).")
+        self.trainer.method.non_finite_step(f"step {state.global_step + 1} ({self.trainer.method.name})", args)
         model.zero_grad(set_to_none=True)
-        self.trainer.method.skipped_steps += 1

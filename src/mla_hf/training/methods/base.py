@@ -188,6 +188,18 @@ class TrainingMethod:
         """Only for methods that own their optimizer steps."""
         raise NotImplementedError
 
+    def non_finite_step(self, where: str, args, loss: torch.Tensor | None = None) -> None:
+        """A step whose gradients are not finite was not applied: count it under `skip_nonfinite_batches`, else stop
+        the run with an error naming `where` (the step, and the modality for MLA)."""
+        if args.skip_nonfinite_batches:
+            self.skipped_steps += 1
+            return
+        found = "the gradients are not finite" if loss is None else \
+            f"the loss is {float(loss.detach()):.4g} and the gradients are not finite"
+        raise NonFiniteTrainingError(
+            f"Training diverged at {where}: {found}, so the step was not applied. Lower the learning rate, check the "
+            "inputs for NaN or inf, or set skip_nonfinite_batches=True to skip such steps (they are counted in the logs).")
+
     def callbacks(self) -> list:
         """Trainer callbacks the method needs (e.g. a gradient modulation before each optimizer step)."""
         return []

@@ -7,7 +7,7 @@ import torch
 from torch.profiler import record_function
 
 from ..head_projection import HeadGradientProjector, authors_alpha
-from .base import MethodOptions, NonFiniteTrainingError, StepContext, TrainingMethod, register_training_method
+from .base import MethodOptions, StepContext, TrainingMethod, register_training_method
 
 
 @dataclass
@@ -134,7 +134,8 @@ class MLA(TrainingMethod):
             grad_norm = self._clip_and_measure(step)
         if not torch.isfinite(grad_norm):
             step.optimizer.zero_grad(set_to_none=True)
-            return self._non_finite(name, loss, step)
+            self.non_finite_step(f"step {step.state.global_step + 1}, modality '{name}'", step.args, loss)
+            return None
         reference = self.previous_feature
         before = head.weight.detach() @ reference.to(head.weight) if reference is not None else None
         weight_before = head.weight.detach().clone() if self.projector is not None and options.hgm_target == "update" else None
@@ -174,16 +175,6 @@ class MLA(TrainingMethod):
             return torch.as_tensor(step.accelerator.clip_grad_norm_(self.trainable, step.args.max_grad_norm))
         grads = [parameter.grad for parameter in self.trainable if parameter.grad is not None]
         return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-
-    def _non_finite(self, name: str, loss: torch.Tensor, step: StepContext) -> None:
-        where = f"step {step.state.global_step + 1}, modality '{name}'"
-        if step.args.skip_nonfinite_batches:
-            self.skipped_steps += 1
-            return None
-        raise NonFiniteTrainingError(
-            f"Training diverged at {where}: the loss is {float(loss.detach()):.4g} and the gradients are not finite, so the "
-            "step was not applied. Lower the learning rate, check the inputs for NaN or inf, or set "
-            "skip_nonfinite_batches=True to skip such steps (they are counted in the logs).")
 
     @staticmethod
     def _mean_feature(output, index: int, step: StepContext, reduce: bool) -> torch.Tensor:
