@@ -227,8 +227,6 @@ def markdown(saved: dict) -> str:
         cells = [f"{100 * values[c]['mean']:.1f} ± {100 * values[c]['std']:.1f}" if c in values else "-"
                  for c in columns]
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    if saved.get("reading"):
-        lines += ["", "## Reading", "", saved["reading"]]
     lines += ["", f"Command: `{saved['command']}`; per-seed values in the JSON file beside this one (`--render_only` "
               "rewrites this file from it)."]
     return "\n".join(lines) + "\n"

@@ -80,8 +80,6 @@ def markdown(saved: dict) -> str:
     for method, reads in saved["reads_per_step"].items():
         own, libraries = reads.get("mla_hf", 0.0), reads.get("libraries", 0.0)
         lines.append(f"| {method} | {own:.1f} | {libraries:.1f} | {own + libraries:.1f} |")
-    if saved.get("reading"):
-        lines += ["", "## Reading", "", saved["reading"]]
     return "\n".join(lines) + "\n"
 
 

@@ -363,8 +363,6 @@ def markdown(saved: dict) -> str:
         "Per-repeat ratios (throughput / memory, glibc default): " + ", ".join(
             f"{t:.3f}/{m:.3f}" for t, m in zip(throughput["values"], memory["values"])),
     ]
-    if saved.get("reading"):
-        lines += ["", "## Reading", "", saved["reading"]]
     return "\n".join(lines) + "\n"
 
 

@@ -238,7 +238,7 @@ def report(runs: dict, modalities: list[str], data_args: DataArguments, training
     print(f"Model and processor saved to {output_dir}")
     if training_args.eval_strategy != "no":
         histories = {name: run_trainer.state.log_history for name, (run_trainer, _) in runs.items()}
-        kept = {name: (run_trainer._kept_epoch() or {}).get("epoch") for name, (run_trainer, _) in runs.items()}
+        kept = {name: (run_trainer.kept_epoch() or {}).get("epoch") for name, (run_trainer, _) in runs.items()}
         titles = {name: f"{name} on {data_args.dataset}" for name in runs}
         chance = {"chance": 1 / trainer.model.config.num_labels}
         plot = plot_laziness(histories, modalities, os.path.join(output_dir, "laziness.png"), kept_epochs=kept,

@@ -217,14 +217,15 @@ class MLATrainer(Trainer):
             dataset_name=dataset[0] if isinstance(dataset, list) else dataset,
             repo_id=self.hub_model_id or self.args.hub_model_id or local_repo_id(output_dir),
             model_name=model_name,
-            selection=self._kept_epoch(),
+            selection=self.kept_epoch(),
             hgm=hgm_summary(history),
             plots=plots_in(output_dir),
         )
         save_model_card(output_dir, card)
 
-    def _kept_epoch(self) -> dict | None:
-        """Which epoch `load_best_model_at_end` kept, and on what validation figure."""
+    def kept_epoch(self) -> dict | None:
+        """Which epoch `load_best_model_at_end` kept and on what validation figure: `{"epoch", "epochs", "metric",
+        "value"}`, or None when no best model was kept."""
         if not (self.args.load_best_model_at_end and self.state.best_global_step):
             return None
         kept = next((entry for entry in self.state.log_history
