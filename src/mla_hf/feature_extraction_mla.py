@@ -95,7 +95,8 @@ class LogMelFeatureExtractor(SequenceFeatureExtractor):
         mel = torch.log(torch.clamp(power @ self._filters.to(power.device), min=torch.finfo(torch.float32).eps))
         counts = (lengths - self.frame_length) // self.hop_length + 1  # frames each waveform really has
         mel = mel[:, : self.max_length]
-        mel = mel.masked_fill(torch.arange(mel.shape[1]).to(mel.device)[None, :, None] >= counts.to(mel.device)[:, None, None], 0.0)
+        real_frames = torch.arange(mel.shape[1], device=mel.device)[None, :] < counts.to(mel.device)[:, None]
+        mel = mel.masked_fill(~real_frames[..., None], 0.0)  # frames of the zero padding
         if mel.shape[1] < self.max_length:
             mel = torch.nn.functional.pad(mel, (0, 0, 0, self.max_length - mel.shape[1]))
         return (mel - self.mean) / (2 * self.std)
