@@ -10,13 +10,17 @@ import os
 import torch
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and taskset restrict)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_num_threads() -> int:
     """$OMP_NUM_THREADS when it is set; else the cores this process may run on, shared among the processes that
     `torchrun` started on this machine (LOCAL_WORLD_SIZE)."""
     if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
         return int(os.environ["OMP_NUM_THREADS"])
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    return max(1, available_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
 def configure_torch_threads(num_threads: int | None = None) -> int:

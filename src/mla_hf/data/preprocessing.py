@@ -1,12 +1,12 @@
 """From raw multimodal datasets (paths, PIL images, waveforms, strings) to `MLAModel` inputs."""
 
-import os
 
 import datasets
 import numpy as np
 import torch
 
 from ..processing_mla import MLAProcessor
+from ..threads import available_cores
 
 
 _ARRAY_FEATURES = {2: datasets.Array2D, 3: datasets.Array3D, 4: datasets.Array4D, 5: datasets.Array5D}
@@ -49,7 +49,7 @@ def preprocess_dataset(dataset: datasets.DatasetDict | datasets.Dataset, process
                 f"Split '{name}' has columns {split.column_names}; expected a '{label_column}' column and at least one "
                 f"of the modalities {processor.modalities}."
             )
-        workers = num_proc if num_proc is not None else (_cores() if len(split) >= 2000 else 1)
+        workers = num_proc if num_proc is not None else (available_cores() if len(split) >= 2000 else 1)
 
         def encode(batch, workers=workers):
             if workers > 1:
@@ -79,6 +79,3 @@ def preprocess_dataset(dataset: datasets.DatasetDict | datasets.Dataset, process
         return datasets.DatasetDict(processed)
     return processed["data"]
 
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
